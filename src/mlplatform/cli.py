@@ -1,0 +1,246 @@
+"""The `mlplatform` command line. Heavy libraries (TensorFlow, TFDV, Feast) load inside commands,
+so `--help` answers at once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlplatform.spec import SpecError, UseCase, load_spec, resolve_usecase, spec_json_schema
+from mlplatform.workspace import REPO_ROOT
+
+app = typer.Typer(
+    help="Reference ML platform: validated data, feature store, models, serving, governance.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+quarantine_app = typer.Typer(help="Inspect and release quarantined batches.", no_args_is_help=True)
+batches_app = typer.Typer(help="The data catalogue: every ingested batch.", no_args_is_help=True)
+schema_app = typer.Typer(help="The TFDV schema derived from a use-case spec.", no_args_is_help=True)
+features_app = typer.Typer(help="The Feast feature store of a use case.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(batches_app, name="batches")
+app.add_typer(schema_app, name="schema")
+app.add_typer(features_app, name="features")
+
+EXIT_REJECTED = 3  # a batch was quarantined: the pipeline must stop
+
+UsecaseOpt = Annotated[
+    str, typer.Option("--usecase", "-u", help="Use-case name (usecases/<name>.yaml) or a path.")
+]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        help="Where runtime state lives (catalogue, batches, feature store). "
+        "Default: $MLPLATFORM_HOME or ./.mlplatform",
+    ),
+]
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _spec(usecase: str) -> UseCase:
+    try:
+        return load_spec(resolve_usecase(usecase, REPO_ROOT))
+    except SpecError as exc:
+        _fail(str(exc))
+
+
+def _home(home: Path | None) -> Path:
+    if home is not None:
+        return home
+    return Path(os.environ.get("MLPLATFORM_HOME", Path.cwd() / ".mlplatform"))
+
+
+def _gate(usecase: str, home: Path | None):
+    from mlplatform.validation.quarantine import Gate
+    from mlplatform.validation.schema import load_schema, schema_path
+    from mlplatform.workspace import Workspace
+
+    spec = _spec(usecase)
+    try:
+        schema = load_schema(schema_path(REPO_ROOT, spec.name))
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    return Gate(spec, schema, Workspace.for_usecase(_home(home), spec.name))
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def spec(
+    usecase: UsecaseOpt = "taxi",
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the JSON schema of use-case files and exit.")
+    ] = False,
+) -> None:
+    """Check a use-case YAML (errors name the key and line), or print the spec's JSON schema."""
+    if schema:
+        typer.echo(json.dumps(spec_json_schema(), indent=2))
+        return
+    s = _spec(usecase)
+    feats = ", ".join(c.name for c in s.feature_columns)
+    typer.echo(f"{s.name}: valid (spec hash {s.spec_hash()})")
+    typer.echo(f"  label: {s.label}; entity: {s.entity.name} ({s.entity.key})")
+    typer.echo(f"  features ({len(s.feature_columns)}): {feats}")
+    excluded = [f"{c.name} ({c.reason})" for c in s.columns if c.role.value == "excluded"]
+    if excluded:
+        typer.echo(f"  excluded: {'; '.join(excluded)}")
+
+
+@schema_app.command("build")
+def schema_build(
+    usecase: UsecaseOpt = "taxi",
+    check: Annotated[
+        bool, typer.Option("--check", help="Only report whether the checked-in file is current.")
+    ] = False,
+) -> None:
+    """Write schemas/<name>.pbtxt from the spec (or, with --check, verify it is up to date)."""
+    from mlplatform.validation.schema import build_schema, schema_path, schema_text
+
+    s = _spec(usecase)
+    path = schema_path(REPO_ROOT, s.name)
+    text = schema_text(build_schema(s))
+    if check:
+        if not path.exists() or path.read_text() != text:
+            _fail(f"{path} is out of date with usecases/{s.name}.yaml: run `make schemas`", 1)
+        typer.echo(f"{path}: up to date")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="CSV or parquet batch files, in order.")],
+    usecase: UsecaseOpt = "taxi",
+    home: HomeOpt = None,
+) -> None:
+    """Ingest batches through the validation gate: version, validate, accept or quarantine.
+
+    Exits 3 if any batch was quarantined (its report says what to do)."""
+    gate = _gate(usecase, home)
+    rejected = 0
+    for f in files:
+        try:
+            out = gate.process(f)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        rec = out.record
+        note = "" if out.report is not None else " (seen before: unchanged)"
+        typer.echo(
+            f"{rec.short_id} {rec.status.value:<11} {rec.rows:>9} rows  {f}{note}"
+        )
+        if not out.accepted:
+            rejected += 1
+            qdir = gate.ws.quarantine / rec.batch_id
+            typer.echo((qdir / "anomalies.txt").read_text(), err=True)
+    if rejected:
+        _fail(f"{rejected} batch(es) quarantined; see `mlplatform quarantine list`", EXIT_REJECTED)
+
+
+@batches_app.command("list")
+def batches_list(usecase: UsecaseOpt = "taxi", home: HomeOpt = None) -> None:
+    """Every data version of the use case, oldest first."""
+    from mlplatform.data.catalogue import Catalogue
+    from mlplatform.workspace import Workspace
+
+    s = _spec(usecase)
+    ws = Workspace.for_usecase(_home(home), s.name)
+    rows = Catalogue(ws.catalogue).list(s.name)
+    if not rows:
+        typer.echo(f"no batches yet for {s.name}; ingest one with `mlplatform ingest FILE`")
+    for r in rows:
+        typer.echo(
+            f"{r.short_id}  {r.status.value:<11} {r.rows:>9} rows  {r.ingested_at}  {r.source}"
+        )
+
+
+@quarantine_app.command("list")
+def quarantine_list(usecase: UsecaseOpt = "taxi", home: HomeOpt = None) -> None:
+    """Quarantined batches and why."""
+    gate = _gate(usecase, home)
+    rows = gate.quarantined()
+    if not rows:
+        typer.echo("no quarantined batches")
+    for r in rows:
+        typer.echo(f"{r.short_id}  {r.rows:>9} rows  {r.ingested_at}  {r.source}")
+        typer.echo(f"    {r.status_reason[:300]}")
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    batch_id: Annotated[str, typer.Argument(help="Batch id or unique prefix.")],
+    usecase: UsecaseOpt = "taxi",
+    home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The JSON report.")] = False,
+) -> None:
+    """The anomaly report of a quarantined batch, and where its bytes are kept."""
+    gate = _gate(usecase, home)
+    try:
+        report = gate.report_of(batch_id)
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
+    rec = gate.cat.get(batch_id)
+    if as_json:
+        typer.echo(report.to_json())
+        return
+    typer.echo(report.to_text())
+    typer.echo(f"status: {rec.status.value}; bytes kept at {gate.ws.quarantine / rec.batch_id}")
+    for e in gate.cat.events(rec.batch_id):
+        typer.echo(f"  {e['at']}  {e['event']}  {e['detail'][:120]}")
+
+
+@quarantine_app.command("release")
+def quarantine_release(
+    batch_id: Annotated[str, typer.Argument(help="Batch id or unique prefix.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it may be released (recorded).")],
+    replacement: Annotated[
+        Path | None,
+        typer.Option("--replacement", help="A corrected file that replaces the batch."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Accept despite outstanding anomalies (recorded).")
+    ] = False,
+    usecase: UsecaseOpt = "taxi",
+    home: HomeOpt = None,
+) -> None:
+    """Release a batch after a fix: re-validated against the current schema (after a spec fix),
+    replaced by a corrected file (--replacement), or forced with a recorded reason."""
+    from mlplatform.validation.quarantine import BatchRejected
+
+    gate = _gate(usecase, home)
+    try:
+        out = gate.release(batch_id, reason, replacement=replacement, force=force)
+    except BatchRejected as exc:
+        _fail(f"still failing, not released:\n{exc}", EXIT_REJECTED)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc.args[0]) if exc.args else str(exc))
+    typer.echo(f"{out.record.short_id} {out.record.status.value} ({out.record.rows} rows)")
+    if not out.accepted:
+        _fail("the replacement was quarantined too; see `mlplatform quarantine list`", 3)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Versioned data: the batch catalogue and ingestion."""

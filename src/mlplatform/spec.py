@@ -1,0 +1,320 @@
+"""The use-case spec: the one place that knows a dataset's columns.
+
+A use case is described by one YAML file under ``usecases/``. Everything downstream (the
+TFDV schema, Feast definitions, slicing specs, fairness groups) is derived from it.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlplatform.yamlmarks import MarkedYAMLError, line_of, load_marked
+
+
+class SpecError(ValueError):
+    """A use-case file that cannot be used, with the key and line that are wrong."""
+
+
+class _LocatedError(ValueError):
+    """A cross-field error that knows which key it is about (so the loader finds its line)."""
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str) -> None:
+        super().__init__(msg)
+        self.loc = loc
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnType(StrEnum):
+    INT = "int"
+    FLOAT = "float"
+    CATEGORY = "category"
+    STRING = "string"
+
+
+class Role(StrEnum):
+    FEATURE = "feature"
+    LABEL = "label"
+    TIMESTAMP = "timestamp"
+    ID = "id"
+    EXCLUDED = "excluded"
+
+
+class Column(_Strict):
+    """One raw column of a batch, with its validation constraints."""
+
+    name: str
+    type: ColumnType
+    role: Role = Role.FEATURE
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = Field(
+        default=None, description="Allowed values; anything else is an anomaly."
+    )
+    max_unseen_fraction: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of values outside `categories` tolerated (TFDV min_domain_mass).",
+    )
+    max_null_fraction: float = Field(default=0.0, ge=0, le=1)
+    drift_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Jensen-Shannon (numeric) or L-infinity (categorical) distance to the "
+        "previous accepted batch above which the batch is quarantined.",
+    )
+    reason: str = Field(default="", description="Why an excluded column is excluded.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Column:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"column {self.name!r}: min {self.min} is above max {self.max}")
+        if self.categories is not None and self.type is not ColumnType.CATEGORY:
+            raise ValueError(f"column {self.name!r}: categories need type 'category'")
+        if (self.min is not None or self.max is not None) and self.type not in (
+            ColumnType.INT,
+            ColumnType.FLOAT,
+        ):
+            raise ValueError(f"column {self.name!r}: min/max need a numeric type")
+        if self.role is Role.EXCLUDED and not self.reason:
+            raise ValueError(f"column {self.name!r}: an excluded column needs a `reason`")
+        return self
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in (ColumnType.INT, ColumnType.FLOAT)
+
+
+class Source(_Strict):
+    path: str = Field(description="CSV or parquet file, relative to the repository root.")
+    format: Literal["csv", "parquet"] = "csv"
+
+
+class EventTime(_Strict):
+    """Where the event time comes from; Feast needs one for point-in-time joins."""
+
+    column: str | None = Field(
+        default=None, description="Unix-seconds column; absent means use the ingestion time."
+    )
+    future_tolerance_s: int = Field(
+        default=3600, ge=0, description="Event times later than now + this are anomalies."
+    )
+
+
+class Entity(_Strict):
+    name: str
+    key: str
+    derive: Literal["column", "row_number"] = Field(
+        default="column",
+        description="`column`: the key is a raw column; `row_number`: batch id + row number "
+        "(for data without a natural key).",
+    )
+
+
+class Band(_Strict):
+    """A numeric column cut into named bands, used as a slice or protected group."""
+
+    name: str
+    column: str
+    edges: tuple[float, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _sorted(self) -> Band:
+        if list(self.edges) != sorted(self.edges):
+            raise ValueError(f"band {self.name!r}: edges must be increasing")
+        return self
+
+
+class EdgeCase(_Strict):
+    name: str
+    where: str = Field(description="A pandas query over raw columns, e.g. `trip_miles == 0`.")
+
+
+class RecentPeriod(_Strict):
+    months: int = Field(default=6, ge=1)
+
+
+class Slices(_Strict):
+    segments: tuple[str, ...] = ()
+    bands: tuple[Band, ...] = ()
+    recent_period: RecentPeriod | None = None
+    edge_cases: tuple[EdgeCase, ...] = ()
+    protected: tuple[str, ...] = Field(
+        default=(), description="Columns or band names whose groups are checked for fairness."
+    )
+
+
+class Aggregate(_Strict):
+    """Per-group statistics computed from accepted batches and served from Feast."""
+
+    name: str
+    group_by: str
+    window_days: int = Field(default=30, ge=1)
+    mean_of: tuple[str, ...] = ()
+
+
+class Features(_Strict):
+    aggregates: tuple[Aggregate, ...] = ()
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection: str = "127.0.0.1:6379"
+
+
+class Validation(_Strict):
+    max_duplicate_fraction: float = Field(default=0.01, ge=0, le=1)
+    min_rows: int = Field(default=1, ge=1)
+
+
+class Constraints(_Strict):
+    latency_p99_ms: float = Field(default=10.0, gt=0)
+
+
+class Kpi(_Strict):
+    name: str
+    description: str
+
+
+class Alerts(_Strict):
+    sink: Literal["log", "file", "webhook"] = "file"
+    path: str = Field(default="alerts.jsonl", description="For `file`: relative to the workspace.")
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _url(self) -> Alerts:
+        if self.sink == "webhook" and not self.url:
+            raise ValueError("alerts: sink 'webhook' needs a `url`")
+        return self
+
+
+class UseCase(_Strict):
+    """A use case: data, label, features, slices, constraints and KPI."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    description: str = ""
+    source: Source
+    label: str
+    event_time: EventTime = EventTime()
+    entity: Entity
+    columns: tuple[Column, ...] = Field(min_length=2)
+    slices: Slices = Slices()
+    features: Features = Features()
+    validation: Validation = Validation()
+    constraints: Constraints = Constraints()
+    kpi: Kpi | None = None
+    alerts: Alerts = Alerts()
+    intended_use: str = ""
+    limitations: str = ""
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> UseCase:
+        names = [c.name for c in self.columns]
+        known = set(names)
+        for i, n in enumerate(names):
+            if names.index(n) != i:
+                raise _LocatedError(("columns", i, "name"), f"column {n!r} is listed twice")
+
+        def need(ref: str, loc: tuple[str | int, ...]) -> None:
+            if ref not in known:
+                raise _LocatedError(loc, f"unknown column {ref!r}; columns are {names}")
+
+        need(self.label, ("label",))
+        if self.column(self.label).role is not Role.LABEL:
+            raise _LocatedError(("label",), f"column {self.label!r} must have role 'label'")
+        if sum(c.role is Role.LABEL for c in self.columns) != 1:
+            raise _LocatedError(("columns",), "exactly one column must have role 'label'")
+        if self.event_time.column:
+            need(self.event_time.column, ("event_time", "column"))
+        if self.entity.derive == "column":
+            need(self.entity.key, ("entity", "key"))
+        band_names = {b.name for b in self.slices.bands}
+        for i, b in enumerate(self.slices.bands):
+            need(b.column, ("slices", "bands", i, "column"))
+        for i, s in enumerate(self.slices.segments):
+            need(s, ("slices", "segments", i))
+        for i, p in enumerate(self.slices.protected):
+            if p not in known and p not in band_names:
+                raise _LocatedError(
+                    ("slices", "protected", i), f"{p!r} is neither a column nor a band"
+                )
+        for i, e in enumerate(self.slices.edge_cases):
+            for ref in sorted(_query_names(e.where, e.name)):
+                need(ref, ("slices", "edge_cases", i, "where"))
+        for i, a in enumerate(self.features.aggregates):
+            need(a.group_by, ("features", "aggregates", i, "group_by"))
+            for j, m in enumerate(a.mean_of):
+                need(m, ("features", "aggregates", i, "mean_of", j))
+        return self
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def feature_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.role is Role.FEATURE)
+
+    def spec_hash(self) -> str:
+        """A stable hash of the spec's content, recorded in lineage."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _query_names(expr: str, name: str) -> set[str]:
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"edge case {name!r}: `where` is not an expression: {exc.msg}") from exc
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - {"True", "False", "None"}
+
+
+def load_spec(path: str | Path) -> UseCase:
+    """Load and validate a use-case YAML; errors name the key and its line."""
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"{path}: no such use-case file (use-cases live in usecases/<name>.yaml)")
+    try:
+        data, marks = load_marked(path.read_text())
+    except MarkedYAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: the top level must be a mapping of keys")
+    try:
+        return UseCase.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, _LocatedError):
+                loc = loc + cause.loc
+                err = {**err, "msg": str(cause)}
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            line = line_of(marks, loc)
+            where = f"line {line}" if line else "no line"
+            lines.append(f"  {key} ({where}): {err['msg']}")
+        raise SpecError(f"{path}: invalid use-case spec\n" + "\n".join(lines)) from exc
+
+
+def resolve_usecase(name_or_path: str, root: Path) -> Path:
+    """Map `taxi` to `usecases/taxi.yaml`; pass paths through."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        return p if p.is_absolute() else (Path.cwd() / p)
+    return root / "usecases" / f"{name_or_path}.yaml"
+
+
+def spec_json_schema() -> dict:
+    return UseCase.model_json_schema()

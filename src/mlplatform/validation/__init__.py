@@ -1,0 +1,1 @@
+"""The validation gate: TFDV schema from the spec, statistics, anomalies, quarantine."""

@@ -1,0 +1,213 @@
+"""The gate applied to stored batches: accept, or quarantine whole; and release after a fix.
+
+A quarantined batch keeps its exact bytes next to its anomaly report (JSON and text) under
+`<workspace>/quarantine/<batch_id>/`. Nothing is deleted: a release only changes its status
+and writes a release record beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+
+from mlplatform.alerts import raise_alert
+from mlplatform.data.catalogue import USABLE, BatchRecord, BatchStatus, Catalogue, now_iso
+from mlplatform.data.ingest import ingest
+from mlplatform.data.reading import UnreadableBatch, read_batch
+from mlplatform.spec import UseCase
+from mlplatform.validation.report import Anomaly, ValidationReport
+from mlplatform.validation.schema import schema_version
+from mlplatform.validation.statistics import read_statistics, write_statistics
+from mlplatform.workspace import Workspace
+
+STATS_FILE = "statistics.pb"
+
+
+class BatchRejected(RuntimeError):
+    """Raised to stop a pipeline on a quarantined batch; the message says what to do."""
+
+    def __init__(self, report: ValidationReport, quarantine_dir: Path) -> None:
+        self.report = report
+        self.quarantine_dir = quarantine_dir
+        first = report.anomalies[0]
+        super().__init__(
+            f"batch {report.batch_id[:12]} from {report.source} was quarantined with "
+            f"{len(report.anomalies)} anomalies: {report.summary()}\n"
+            f"what to do ({first.feature or 'batch'}): {first.advice(report.usecase)}\n"
+            f"report: {quarantine_dir / 'anomalies.txt'}; inspect with "
+            f"`mlplatform quarantine show {report.batch_id[:12]} --usecase {report.usecase}`"
+        )
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    record: BatchRecord
+    report: ValidationReport | None  # None when the batch had been judged before
+    accepted_rows: int
+    quarantined_rows: int
+
+    @property
+    def accepted(self) -> bool:
+        return self.record.status in USABLE
+
+
+class Gate:
+    """Ingest, validate and route batches of one use case."""
+
+    def __init__(self, spec: UseCase, schema: schema_pb2.Schema, ws: Workspace) -> None:
+        self.spec = spec
+        self.schema = schema
+        self.ws = ws
+        self.cat = Catalogue(ws.catalogue)
+        self.schema_version = schema_version(schema)
+
+    def process(self, path: Path, derived_from: str | None = None) -> GateOutcome:
+        """Ingest one file and judge it. Re-running on the same bytes changes nothing."""
+        rec, _ = ingest(path, self.spec, self.ws, self.schema_version, derived_from)
+        if rec.status is not BatchStatus.INGESTED:
+            return self._outcome(rec, None)
+        return self._judge(rec)
+
+    def _judge(self, rec: BatchRecord) -> GateOutcome:
+        report, stats = self.check(rec)
+        if report.ok:
+            write_statistics(stats, self.ws.batch_dir(rec.batch_id) / STATS_FILE)
+            self.cat.set_status(rec.batch_id, BatchStatus.ACCEPTED, "no anomalies")
+        else:
+            self._quarantine(rec, report, stats)
+        return self._outcome(self.cat.get(rec.batch_id), report)
+
+    def check(
+        self, rec: BatchRecord
+    ) -> tuple[ValidationReport, statistics_pb2.DatasetFeatureStatisticsList | None]:
+        previous, previous_id = self._previous_statistics(exclude=rec.batch_id)
+        report = ValidationReport(
+            usecase=self.spec.name,
+            batch_id=rec.batch_id,
+            source=rec.source,
+            rows=rec.rows,
+            schema_version=self.schema_version,
+            compared_with=previous_id,
+        )
+        try:
+            loaded = read_batch(Path(rec.stored_path), self.spec, rec.format)
+        except UnreadableBatch as exc:
+            report.anomalies.append(Anomaly(exc.kind, "", str(exc)))
+            return report, None
+        from mlplatform.validation.gate import validate_table  # imports TFDV
+
+        anomalies, stats = validate_table(loaded.table, self.spec, self.schema, previous)
+        report.anomalies.extend(anomalies)
+        return report, stats
+
+    def _previous_statistics(self, exclude: str):
+        for rec in reversed(self.cat.usable(self.spec.name)):
+            p = self.ws.batch_dir(rec.batch_id) / STATS_FILE
+            if rec.batch_id != exclude and p.exists():
+                return read_statistics(p), rec.batch_id
+        return None, None
+
+    def _quarantine(self, rec: BatchRecord, report: ValidationReport, stats) -> None:
+        qdir = self.ws.quarantine / rec.batch_id
+        qdir.mkdir(parents=True, exist_ok=True)
+        kept = qdir / Path(rec.stored_path).name
+        if not kept.exists():
+            try:
+                os.link(rec.stored_path, kept)  # same bytes, no second copy on disk
+            except OSError:
+                shutil.copy2(rec.stored_path, kept)
+        (qdir / "anomalies.json").write_text(report.to_json())
+        (qdir / "anomalies.txt").write_text(report.to_text())
+        if stats is not None:
+            write_statistics(stats, qdir / STATS_FILE)
+        self.cat.set_status(rec.batch_id, BatchStatus.QUARANTINED, report.summary()[:2000])
+        raise_alert(
+            self.spec.alerts,
+            self.ws.root,
+            "batch_quarantined",
+            f"{self.spec.name}: batch {rec.short_id} ({rec.rows} rows) quarantined: "
+            f"{report.summary()[:500]}",
+            batch_id=rec.batch_id,
+            usecase=self.spec.name,
+            anomalies=[a.kind for a in report.anomalies],
+            features=sorted({a.feature for a in report.anomalies if a.feature}),
+        )
+
+    def _outcome(self, rec: BatchRecord, report: ValidationReport | None) -> GateOutcome:
+        ok = rec.status in USABLE
+        return GateOutcome(rec, report, rec.rows if ok else 0, 0 if ok else rec.rows)
+
+    # -- operator actions ---------------------------------------------------------------
+
+    def release(
+        self,
+        batch_id: str,
+        reason: str,
+        replacement: Path | None = None,
+        force: bool = False,
+    ) -> GateOutcome:
+        """Release a quarantined batch after a fix.
+
+        - schema/spec fixed: re-validate with the current schema; released only if clean.
+        - data fixed: `replacement` is ingested as a new version derived from this one; if it
+          passes, the original is marked superseded.
+        - `force`: accept as is; the reason and the outstanding anomalies are recorded.
+        """
+        rec = self.cat.get(batch_id)
+        if rec is None:
+            raise KeyError(f"no batch {batch_id!r} in the {self.spec.name} catalogue")
+        if rec.status is not BatchStatus.QUARANTINED:
+            raise ValueError(f"batch {rec.short_id} is {rec.status.value}, not quarantined")
+        if not reason.strip():
+            raise ValueError("a release needs a --reason (it is kept in the audit record)")
+        qdir = self.ws.quarantine / rec.batch_id
+        if replacement is not None:
+            out = self.process(replacement, derived_from=rec.batch_id)
+            if out.accepted:
+                self.cat.set_status(
+                    rec.batch_id,
+                    BatchStatus.SUPERSEDED,
+                    f"replaced by {out.record.short_id}: {reason}",
+                )
+            self._write_release(qdir, rec, reason, "replacement", out.record.batch_id, out)
+            return out
+        report, stats = self.check(rec)
+        if not report.ok and not force:
+            raise BatchRejected(report, qdir)
+        if stats is not None:
+            write_statistics(stats, self.ws.batch_dir(rec.batch_id) / STATS_FILE)
+        self.cat.set_status(rec.batch_id, BatchStatus.RELEASED, reason)
+        out = self._outcome(self.cat.get(rec.batch_id), report)
+        self._write_release(qdir, rec, reason, "forced" if force else "revalidated", None, out)
+        return out
+
+    def _write_release(self, qdir, rec, reason, how, replacement_id, out) -> None:
+        record = {
+            "at": now_iso(),
+            "batch_id": rec.batch_id,
+            "how": how,
+            "reason": reason,
+            "user": os.environ.get("USER", "unknown"),
+            "replacement": replacement_id,
+            "accepted": out.accepted,
+            "outstanding_anomalies": [a.kind for a in out.report.anomalies] if out.report else [],
+        }
+        with open(qdir / "releases.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def quarantined(self) -> list[BatchRecord]:
+        return self.cat.list(self.spec.name, BatchStatus.QUARANTINED)
+
+    def report_of(self, batch_id: str) -> ValidationReport:
+        rec = self.cat.get(batch_id)
+        if rec is None:
+            raise KeyError(f"no batch {batch_id!r} in the {self.spec.name} catalogue")
+        p = self.ws.quarantine / rec.batch_id / "anomalies.json"
+        if not p.exists():
+            raise KeyError(f"batch {rec.short_id} was never quarantined (status {rec.status})")
+        return ValidationReport.from_json(p.read_text())

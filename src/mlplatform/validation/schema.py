@@ -1,0 +1,93 @@
+"""The TFDV schema of a use case, derived from its spec and checked into `schemas/`.
+
+The spec is the curated source; `mlplatform schema build` writes `schemas/<name>.pbtxt` so that
+reviewers see the exact constraints the gate applies, and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from mlplatform.spec import Column, ColumnType, Role, UseCase
+
+TRAINING = "TRAINING"
+SERVING = "SERVING"
+
+_TYPES = {
+    ColumnType.INT: schema_pb2.INT,
+    ColumnType.FLOAT: schema_pb2.FLOAT,
+    ColumnType.CATEGORY: schema_pb2.BYTES,
+    ColumnType.STRING: schema_pb2.BYTES,
+}
+
+
+def build_schema(spec: UseCase) -> schema_pb2.Schema:
+    """Types, ranges, allowed categories, presence, drift comparators and environments."""
+    schema = schema_pb2.Schema()
+    schema.default_environment.extend([TRAINING, SERVING])
+    for col in spec.columns:
+        _add_feature(schema, col)
+    return schema
+
+
+def _add_feature(schema: schema_pb2.Schema, col: Column) -> None:
+    f = schema.feature.add()
+    f.name = col.name
+    f.type = _TYPES[col.type]
+    f.presence.min_fraction = round(1.0 - col.max_null_fraction, 6)
+    f.presence.min_count = 0 if col.max_null_fraction > 0 else 1
+    # A row holds one value per column: a list of several would be a format change.
+    f.value_count.min = 1
+    f.value_count.max = 1
+    if col.type is ColumnType.INT and (col.min is not None or col.max is not None):
+        if col.min is not None:
+            f.int_domain.min = int(col.min)
+        if col.max is not None:
+            f.int_domain.max = int(col.max)
+    elif col.type is ColumnType.FLOAT:
+        if col.min is not None:
+            f.float_domain.min = col.min
+        if col.max is not None:
+            f.float_domain.max = col.max
+        f.float_domain.disallow_nan = True
+    elif col.categories is not None:
+        f.string_domain.name = col.name
+        f.string_domain.value.extend(col.categories)
+        f.distribution_constraints.min_domain_mass = round(1.0 - col.max_unseen_fraction, 6)
+    if col.drift_threshold is not None:
+        if col.is_numeric:
+            f.drift_comparator.jensen_shannon_divergence.threshold = col.drift_threshold
+        else:
+            f.drift_comparator.infinity_norm.threshold = col.drift_threshold
+    if col.role in (Role.LABEL, Role.EXCLUDED):
+        # Not known when a request is served: the label, and excluded (often leaking) columns.
+        f.not_in_environment.append(SERVING)
+
+
+def schema_text(schema: schema_pb2.Schema) -> str:
+    header = (
+        "# Generated from the use-case spec by `mlplatform schema build`; edit the spec, not\n"
+        "# this file. The validation gate checks every batch against it.\n"
+    )
+    return header + text_format.MessageToString(schema)
+
+
+def schema_path(root: Path, usecase: str) -> Path:
+    return root / "schemas" / f"{usecase}.pbtxt"
+
+
+def load_schema(path: Path) -> schema_pb2.Schema:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no schema; run `mlplatform schema build --usecase <name>` and commit it"
+        )
+    return text_format.Parse(path.read_text(), schema_pb2.Schema())
+
+
+def schema_version(schema: schema_pb2.Schema) -> str:
+    """A short content hash recorded with each batch checked against this schema."""
+    return hashlib.sha256(schema.SerializeToString(deterministic=True)).hexdigest()[:12]

@@ -1,0 +1,44 @@
+"""Where a use case's runtime state lives (catalogue, batches, quarantine, feature store).
+
+Nothing is created at import time; `Workspace.for_usecase` makes the folders on first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The folder tree of one use case under the platform home (default `.mlplatform/`)."""
+
+    root: Path
+
+    @classmethod
+    def for_usecase(cls, home: Path, usecase: str) -> Workspace:
+        ws = cls(Path(home).resolve() / usecase)
+        for sub in (ws.batches, ws.quarantine, ws.feast):
+            sub.mkdir(parents=True, exist_ok=True)
+        return ws
+
+    @property
+    def catalogue(self) -> Path:
+        return self.root / "catalogue.db"
+
+    @property
+    def batches(self) -> Path:
+        return self.root / "batches"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def feast(self) -> Path:
+        return self.root / "feast"
+
+    def batch_dir(self, batch_id: str) -> Path:
+        return self.batches / batch_id
