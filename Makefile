@@ -10,7 +10,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 DEB_PACKAGES := redis-server
 
-.PHONY: help setup setup-serving run compile test test-slow lint schemas bench clean deb
+.PHONY: help setup setup-serving lock run compile test test-slow lint schemas bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -65,7 +65,7 @@ schemas: .venv/.stamp ## Regenerate schemas/*.pbtxt from the use-case specs
 	$(CLI) schema build --usecase credit
 
 lint: .venv/.stamp ## ruff
-	.venv/bin/ruff check src components pipelines tests bench
+	.venv/bin/ruff check src components pipelines tests bench feature_repo
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 define run_pytest

@@ -46,9 +46,7 @@ def _count(kind: str) -> None:
         return
     global _COUNTER
     if _COUNTER is None:
-        _COUNTER = Counter(
-            "mlplatform_alerts_total", "Alerts raised by the platform", ["kind"]
-        )
+        _COUNTER = Counter("mlplatform_alerts_total", "Alerts raised by the platform", ["kind"])
     _COUNTER.labels(kind=kind).inc()
 
 

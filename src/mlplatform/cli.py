@@ -149,9 +149,7 @@ def ingest(
             _fail(str(exc))
         rec = out.record
         note = "" if out.report is not None else " (seen before: unchanged)"
-        typer.echo(
-            f"{rec.short_id} {rec.status.value:<11} {rec.rows:>9} rows  {f}{note}"
-        )
+        typer.echo(f"{rec.short_id} {rec.status.value:<11} {rec.rows:>9} rows  {f}{note}")
         if not out.accepted:
             rejected += 1
             qdir = gate.ws.quarantine / rec.batch_id
@@ -240,6 +238,110 @@ def quarantine_release(
     typer.echo(f"{out.record.short_id} {out.record.status.value} ({out.record.rows} rows)")
     if not out.accepted:
         _fail("the replacement was quarantined too; see `mlplatform quarantine list`", 3)
+
+
+@features_app.command("build")
+def features_build(
+    usecase: UsecaseOpt = "taxi",
+    home: HomeOpt = None,
+    training_set: Annotated[
+        Path | None, typer.Option("--training-set", help="Also write the training set here.")
+    ] = None,
+) -> None:
+    """Rebuild Feast tables from accepted batches, apply definitions, materialize online."""
+    from mlplatform.features.store import NoAcceptedData
+    from mlplatform.jobs import features_job
+
+    try:
+        summary = features_job(_spec(usecase).name, _home(home), training_set)
+    except NoAcceptedData as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@features_app.command("online")
+def features_online(
+    keys: Annotated[str, typer.Argument(help='Entity keys as JSON, e.g. \'{"company": "X"}\'')],
+    usecase: UsecaseOpt = "taxi",
+    home: HomeOpt = None,
+) -> None:
+    """Look up online features for one entity row."""
+    from mlplatform.features.store import FeatureRepo
+    from mlplatform.workspace import Workspace
+
+    try:
+        row = json.loads(keys)
+    except json.JSONDecodeError as exc:
+        _fail(f"keys must be a JSON object: {exc}")
+    if not isinstance(row, dict):
+        _fail("keys must be a JSON object of join key to value")
+    s = _spec(usecase)
+    repo = FeatureRepo(s, Workspace.for_usecase(_home(home), s.name))
+    typer.echo(json.dumps(repo.online([row]), indent=2, default=str))
+
+
+@app.command()
+def run(
+    usecase: UsecaseOpt = "taxi",
+    source: Annotated[
+        str, typer.Option("--source", help="Batch to ingest (default: the spec's source).")
+    ] = "",
+    home: HomeOpt = None,
+) -> None:
+    """Run the training pipeline locally with kfp.local and print where everything went."""
+    from mlplatform.jobs import source_path
+
+    s = _spec(usecase)
+    home_dir = _home(home).resolve()
+    src = source_path(s, source or None)
+    if not src.exists():
+        _fail(f"{src}: the batch to ingest does not exist (check `source.path` in the spec)")
+    root = home_dir / s.name / "pipeline_runs"
+    typer.echo(f"running pipeline mlplatform-training for {s.name} on {src}")
+    try:
+        from pipelines.local import run_training
+    except ImportError as exc:
+        _fail(f"the pipelines package is not importable ({exc}); run from the repository root")
+    try:
+        run_training(s.name, str(src), home_dir, root)
+    except RuntimeError as exc:
+        from mlplatform.data.catalogue import BatchStatus, Catalogue
+
+        ws_cat = Catalogue(home_dir / s.name / "catalogue.db")
+        quarantined = ws_cat.list(s.name, BatchStatus.QUARANTINED)
+        hint = ""
+        if quarantined:
+            q = quarantined[-1]
+            hint = (
+                f"\nbatch {q.short_id} is quarantined: {q.status_reason[:400]}\n"
+                f"inspect: mlplatform quarantine show {q.short_id} -u {s.name}"
+            )
+        _fail(f"pipeline failed: {exc}{hint}", EXIT_REJECTED if quarantined else 1)
+    ws = home_dir / s.name
+    summary = json.loads((ws / "feast" / "last_build.json").read_text())
+    typer.echo("\ndone. where everything went:")
+    typer.echo(f"  data catalogue   {ws / 'catalogue.db'}  (mlplatform batches list -u {s.name})")
+    typer.echo(f"  stored batches   {ws / 'batches'}")
+    typer.echo(f"  quarantine       {ws / 'quarantine'}  (mlplatform quarantine list)")
+    typer.echo(f"  feast registry   {summary['registry']}")
+    typer.echo(f"  online store     {summary['online_store']}")
+    typer.echo(
+        f"  training set     {summary.get('training_set')} "
+        f"({summary.get('training_rows')} rows, label rate {summary.get('label_rate')})"
+    )
+    typer.echo(f"  pipeline runs    {root}")
+
+
+@app.command("compile")
+def compile_pipelines(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = REPO_ROOT
+    / "pipelines"
+    / "compiled",
+) -> None:
+    """Compile every pipeline to KFP YAML (submit it to Kubeflow Pipelines)."""
+    from pipelines.training import compile_to
+
+    typer.echo(f"wrote {compile_to(out)}")
 
 
 if __name__ == "__main__":

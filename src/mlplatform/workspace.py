@@ -5,10 +5,13 @@ Nothing is created at import time; `Workspace.for_usecase` makes the folders on 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The checkout holding usecases/ and schemas/. An installed copy (the component image) points
+# at it with MLPLATFORM_REPO_ROOT; a source checkout finds it from this file.
+REPO_ROOT = Path(os.environ.get("MLPLATFORM_REPO_ROOT") or Path(__file__).resolve().parents[2])
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,17 @@ def test_corpus_covers_required_cases(judged):
     spec, _, _, results = judged
     names = {c.name for c, _ in results}
     required = {
-        "renamed_column", "missing_column", "string_in_numeric", "unit_change_x10",
-        "null_burst", "unseen_category", "out_of_range", "empty_file", "truncated",
-        "duplicated_rows", "leakage_column",
+        "renamed_column",
+        "missing_column",
+        "string_in_numeric",
+        "unit_change_x10",
+        "null_burst",
+        "unseen_category",
+        "out_of_range",
+        "empty_file",
+        "truncated",
+        "duplicated_rows",
+        "leakage_column",
     }
     if spec.event_time.column:
         required.add("future_timestamps")

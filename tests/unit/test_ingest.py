@@ -75,14 +75,24 @@ def test_killed_ingest_process_recovers(taxi, tmp_path, repo_root):
     """SIGKILL the real CLI mid-copy and mid-validation; a rerun loses and duplicates nothing."""
     big = _big_batch(taxi, tmp_path)
     home = tmp_path / "home"
-    cmd = [sys.executable, "-m", "mlplatform.cli", "ingest", str(big), "-u", "taxi",
-           "--home", str(home)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlplatform.cli",
+        "ingest",
+        str(big),
+        "-u",
+        "taxi",
+        "--home",
+        str(home),
+    ]
     batches = home / "taxi" / "batches"
     db = home / "taxi" / "catalogue.db"
 
     def kill_when(cond, timeout=120):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                cwd=repo_root)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=repo_root
+        )
         deadline = time.time() + timeout
         while time.time() < deadline and proc.poll() is None:
             if cond():

@@ -102,7 +102,9 @@ def test_cli_quarantine_round_trip(tmp_path, unseen_payment, repo_root):
     def cli(*args):
         return subprocess.run(
             [sys.executable, "-m", "mlplatform.cli", *args, "-u", "taxi", "--home", str(home)],
-            capture_output=True, text=True, cwd=repo_root,
+            capture_output=True,
+            text=True,
+            cwd=repo_root,
         )
 
     ing = cli("ingest", str(unseen_payment))

@@ -82,14 +82,21 @@ def test_json_schema_forbids_extras():
 def test_cli_prints_schema_quickly():
     out = subprocess.run(
         [sys.executable, "-m", "mlplatform.cli", "spec", "--schema"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(out.stdout)["title"] == "UseCase"
     # --help must not import TensorFlow (it would take ~15 s)
     probe = subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from mlplatform.cli import app; print('tensorflow' in sys.modules)"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from mlplatform.cli import app; print('tensorflow' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert probe.stdout.strip() == "False"
 
@@ -98,7 +105,8 @@ def test_cli_invalid_spec_exits_nonzero(tmp_path):
     p = _write(tmp_path, "name: x\n")
     out = subprocess.run(
         [sys.executable, "-m", "mlplatform.cli", "spec", "--usecase", str(p)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 2
     assert "source" in out.stderr and "Field required" in out.stderr

@@ -99,9 +99,19 @@ class Catalogue:
             db.execute(
                 "INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    rec.batch_id, rec.usecase, rec.source, rec.filename, rec.format,
-                    rec.size_bytes, rec.rows, rec.schema_version, rec.spec_hash,
-                    rec.ingested_at, rec.status.value, rec.status_reason, rec.derived_from,
+                    rec.batch_id,
+                    rec.usecase,
+                    rec.source,
+                    rec.filename,
+                    rec.format,
+                    rec.size_bytes,
+                    rec.rows,
+                    rec.schema_version,
+                    rec.spec_hash,
+                    rec.ingested_at,
+                    rec.status.value,
+                    rec.status_reason,
+                    rec.derived_from,
                     rec.stored_path,
                 ),
             )
@@ -113,9 +123,11 @@ class Catalogue:
     def get(self, batch_id: str) -> BatchRecord | None:
         """Look up by full id or a unique prefix (as printed by `quarantine list`)."""
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT * FROM batches WHERE batch_id LIKE ?", (batch_id + "%",)
-            ).fetchall()
+            rows = db.execute("SELECT * FROM batches WHERE batch_id = ?", (batch_id,)).fetchall()
+            if not rows and batch_id.isalnum():  # ids are hex: a prefix is safe in GLOB
+                rows = db.execute(
+                    "SELECT * FROM batches WHERE batch_id GLOB ?", (batch_id + "*",)
+                ).fetchall()
         if len(rows) > 1:
             raise KeyError(f"batch id prefix {batch_id!r} is ambiguous; give more characters")
         return _record(rows[0]) if rows else None

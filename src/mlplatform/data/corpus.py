@@ -78,13 +78,20 @@ def generate_corpus(clean: Path, spec: UseCase, out_dir: Path, seed: int = 7) ->
 
     # A unit change: prefer a column with a drift comparator (it is what catches a scale change
     # that stays inside the declared range).
-    scaled = _pick(spec, lambda c: c.is_numeric and c.drift_threshold is not None) if any(
-        c.drift_threshold for c in spec.feature_columns
-    ) else _pick(spec, lambda c: c.is_numeric and c.max is not None)
+    scaled = (
+        _pick(spec, lambda c: c.is_numeric and c.drift_threshold is not None)
+        if any(c.drift_threshold for c in spec.feature_columns)
+        else _pick(spec, lambda c: c.is_numeric and c.max is not None)
+    )
     bad = df.copy()
     bad[scaled.name] = bad[scaled.name] * 10
-    write("unit_change_x10", bad, "DRIFT" if scaled.drift_threshold else "RANGE",
-          scaled.name, {"RANGE", "DRIFT"})
+    write(
+        "unit_change_x10",
+        bad,
+        "DRIFT" if scaled.drift_threshold else "RANGE",
+        scaled.name,
+        {"RANGE", "DRIFT"},
+    )
 
     nullable = _pick(spec, lambda c: c.max_null_fraction <= 0.5)
     bad = df.copy()
@@ -105,8 +112,11 @@ def generate_corpus(clean: Path, spec: UseCase, out_dir: Path, seed: int = 7) ->
     write("out_of_range", bad, "RANGE", ranged.name)
 
     (out_dir / "empty_file.csv").write_bytes(b"")
-    cases.append(BadCase("empty_file", out_dir / "empty_file.csv", "EMPTY_FILE", "",
-                         frozenset({"EMPTY_FILE"})))
+    cases.append(
+        BadCase(
+            "empty_file", out_dir / "empty_file.csv", "EMPTY_FILE", "", frozenset({"EMPTY_FILE"})
+        )
+    )
     header_only = out_dir / "header_only.csv"
     header_only.write_text(",".join(df.columns) + "\n")
     cases.append(BadCase("header_only", header_only, "EMPTY_FILE", "", frozenset({"EMPTY_FILE"})))
@@ -139,4 +149,3 @@ def _truncated(df: pd.DataFrame, out_dir: Path) -> BadCase:
     path = out_dir / "truncated.csv"
     path.write_bytes(data[:cut])
     return BadCase("truncated", path, "MALFORMED_FILE", "", frozenset({"MALFORMED_FILE"}))
-

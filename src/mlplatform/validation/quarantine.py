@@ -73,6 +73,15 @@ class Gate:
             return self._outcome(rec, None)
         return self._judge(rec)
 
+    def judge(self, batch_id: str) -> GateOutcome:
+        """Judge an ingested batch by id (a batch judged before keeps its verdict)."""
+        rec = self.cat.get(batch_id)
+        if rec is None:
+            raise KeyError(f"no batch {batch_id!r} in the {self.spec.name} catalogue")
+        if rec.status is not BatchStatus.INGESTED:
+            return self._outcome(rec, None)
+        return self._judge(rec)
+
     def _judge(self, rec: BatchRecord) -> GateOutcome:
         report, stats = self.check(rec)
         if report.ok:

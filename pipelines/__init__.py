@@ -1,0 +1,1 @@
+"""Kubeflow pipelines assembled from the components; each module compiles itself."""

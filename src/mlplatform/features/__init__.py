@@ -1,0 +1,1 @@
+"""The Feast feature store of a use case: tables from accepted batches, definitions, retrieval."""

@@ -1,0 +1,103 @@
+"""Jobs: the units a pipeline step or a CLI command runs, one use case at a time.
+
+Each job resolves the spec and workspace, calls the library, and returns plain values, so
+KFP components and the CLI stay a few lines long.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from mlplatform.spec import UseCase, load_spec, resolve_usecase
+from mlplatform.workspace import REPO_ROOT, Workspace
+
+log = logging.getLogger(__name__)
+
+
+def load_usecase(usecase: str) -> UseCase:
+    return load_spec(resolve_usecase(usecase, REPO_ROOT))
+
+
+def gate_for(usecase: str, home: Path):
+    from mlplatform.validation.quarantine import Gate
+    from mlplatform.validation.schema import load_schema, schema_path
+
+    spec = load_usecase(usecase)
+    schema = load_schema(schema_path(REPO_ROOT, spec.name))
+    return Gate(spec, schema, Workspace.for_usecase(home, spec.name))
+
+
+def source_path(spec: UseCase, source: str | Path | None) -> Path:
+    """The batch to ingest: the given file, else the spec's source (relative to the repo)."""
+    if source:
+        return Path(source).resolve()
+    return (REPO_ROOT / spec.source.path).resolve()
+
+
+def ingest_job(usecase: str, source: Path | None, home: Path) -> str:
+    """Record the batch as a data version; returns its id (the same bytes give the same id)."""
+    from mlplatform.data.ingest import ingest
+
+    gate = gate_for(usecase, home)
+    path = source_path(gate.spec, source)
+    rec, created = ingest(path, gate.spec, gate.ws, gate.schema_version)
+    log.info(
+        "%s batch %s (%d rows) from %s", "new" if created else "known", rec.short_id, rec.rows, path
+    )
+    return rec.batch_id
+
+
+def validate_job(usecase: str, batch_id: str, home: Path, report_path: Path | None = None) -> str:
+    """Accept the batch or stop: a quarantined batch raises BatchRejected with what to do."""
+    from mlplatform.validation.quarantine import BatchRejected
+
+    gate = gate_for(usecase, home)
+    out = gate.judge(batch_id)
+    report = out.report or _stored_report(gate, out.record.batch_id)
+    if report_path is not None and report is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(report.to_json())
+    if not out.accepted:
+        raise BatchRejected(report, gate.ws.quarantine / out.record.batch_id)
+    log.info("batch %s accepted (%d rows)", out.record.short_id, out.accepted_rows)
+    return out.record.batch_id
+
+
+def _stored_report(gate, batch_id: str):
+    try:
+        return gate.report_of(batch_id)
+    except KeyError:
+        return None  # accepted earlier: no anomaly report exists
+
+
+def features_job(usecase: str, home: Path, training_set_path: Path | None = None) -> dict:
+    """Build the Feast tables from accepted batches, apply, materialize, export the training set."""
+    from mlplatform.features.store import FeatureRepo
+
+    spec = load_usecase(usecase)
+    ws = Workspace.for_usecase(home, spec.name)
+    repo = FeatureRepo(spec, ws)
+    built = repo.build_tables()
+    names = repo.apply()
+    repo.materialize()
+    summary = {
+        "usecase": spec.name,
+        "batches": list(built.batches),
+        "rows": built.rows,
+        "tables": built.tables,
+        "feast_objects": names,
+        "registry": repo.config_dict()["registry"]["path"],
+        "online_store": repo.config_dict()["online_store"].get("path")
+        or repo.config_dict()["online_store"].get("connection_string"),
+    }
+    if training_set_path is not None:
+        ts = repo.training_set()
+        training_set_path.parent.mkdir(parents=True, exist_ok=True)
+        ts.to_parquet(training_set_path, index=False)
+        summary["training_set"] = str(training_set_path)
+        summary["training_rows"] = len(ts)
+        summary["label_rate"] = round(float(ts[spec.label].mean()), 4)
+    (ws.feast / "last_build.json").write_text(json.dumps(summary, indent=2))
+    return summary
