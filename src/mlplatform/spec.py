@@ -177,7 +177,47 @@ class Validation(_Strict):
 
 
 class Constraints(_Strict):
-    latency_p99_ms: float = Field(default=10.0, gt=0)
+    latency_p99_ms: float = Field(
+        default=10.0, gt=0, description="Single-row p99 through the packaged pyfunc."
+    )
+    max_artifact_mb: float = Field(default=200.0, gt=0)
+
+
+class Split(_Strict):
+    """How the held-out set is chosen: the most recent period when there are event times."""
+
+    strategy: Literal["time", "random"] = "time"
+    test_fraction: float = Field(default=0.2, gt=0, lt=1, description="For `random`.")
+    validation_fraction: float = Field(
+        default=0.15,
+        gt=0,
+        lt=0.5,
+        description="Share of the training part kept for early stopping.",
+    )
+    seed: int = 42
+
+
+class Fairness(_Strict):
+    """Per-group error rates on protected attributes, and the disparity allowed."""
+
+    metrics: tuple[Literal["fpr", "fnr", "error_rate"], ...] = ("fpr", "fnr")
+    max_disparity: float = Field(
+        default=0.1, gt=0, le=1, description="Largest allowed gap between two groups' rates."
+    )
+    min_group_size: int = Field(
+        default=50, ge=1, description="Groups smaller than this are reported, not gated."
+    )
+
+
+class Selection(_Strict):
+    """Which candidate wins: best `metric` on `slice` among those within the latency budget."""
+
+    metric: Literal["auc", "accuracy", "log_loss"] = "auc"
+    slice: Literal["recent", "overall"] = "recent"
+    champion_margin: float = Field(
+        default=0.002, ge=0, description="How much a challenger must beat the champion by."
+    )
+    threshold: float = Field(default=0.5, gt=0, lt=1, description="Decision threshold.")
 
 
 class Kpi(_Strict):
@@ -211,6 +251,10 @@ class UseCase(_Strict):
     features: Features = Features()
     validation: Validation = Validation()
     constraints: Constraints = Constraints()
+    split: Split = Split()
+    fairness: Fairness = Fairness()
+    selection: Selection = Selection()
+    families: tuple[Literal["logistic", "xgboost", "keras"], ...] = ("logistic", "xgboost", "keras")
     kpi: Kpi | None = None
     alerts: Alerts = Alerts()
     intended_use: str = ""
@@ -235,6 +279,14 @@ class UseCase(_Strict):
             raise _LocatedError(("columns",), "exactly one column must have role 'label'")
         if self.event_time.column:
             need(self.event_time.column, ("event_time", "column"))
+        elif self.split.strategy == "time":
+            raise _LocatedError(
+                ("split", "strategy"), "a time split needs event_time.column; use `random`"
+            )
+        if self.selection.slice == "recent" and self.slices.recent_period is None:
+            raise _LocatedError(
+                ("selection", "slice"), "selecting on `recent` needs slices.recent_period"
+            )
         if self.entity.derive == "column":
             need(self.entity.key, ("entity", "key"))
         band_names = {b.name for b in self.slices.bands}

@@ -1,0 +1,1 @@
+"""Model development: datasets and splits, preprocessing, the three candidate families."""
