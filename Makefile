@@ -10,7 +10,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 DEB_PACKAGES := redis-server
 
-.PHONY: help setup setup-serving lock run compile test test-slow lint schemas bench clean
+.PHONY: help setup setup-serving lock run compile test test-slow lint schemas bench clean mlflow-ui
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -84,3 +84,7 @@ bench: setup ## Benchmarks (ratios measured side by side): bench/*.py
 
 clean: ## Remove runtime state (.mlplatform); environments stay
 	rm -rf .mlplatform
+
+mlflow-ui: .venv/.stamp ## MLflow UI on http://127.0.0.1:5000 for the runs of `make run`
+	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlplatform/mlflow/mlflow.db \
+	  --host 127.0.0.1 --port 5000

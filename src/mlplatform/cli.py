@@ -25,10 +25,14 @@ quarantine_app = typer.Typer(help="Inspect and release quarantined batches.", no
 batches_app = typer.Typer(help="The data catalogue: every ingested batch.", no_args_is_help=True)
 schema_app = typer.Typer(help="The TFDV schema derived from a use-case spec.", no_args_is_help=True)
 features_app = typer.Typer(help="The Feast feature store of a use case.", no_args_is_help=True)
+package_app = typer.Typer(help="The packaged MLflow model artifact.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry of a use case.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(batches_app, name="batches")
 app.add_typer(schema_app, name="schema")
 app.add_typer(features_app, name="features")
+app.add_typer(package_app, name="package")
+app.add_typer(models_app, name="models")
 
 EXIT_REJECTED = 3  # a batch was quarantined: the pipeline must stop
 
@@ -280,6 +284,88 @@ def features_online(
     typer.echo(json.dumps(repo.online([row]), indent=2, default=str))
 
 
+def _model_uri(usecase: str, home: Path | None, version: str | None, alias: str | None) -> str:
+    from mlplatform.tracking import registered_model_name, use_workspace
+
+    s = _spec(usecase)
+    use_workspace(_home(home), s.name)
+    name = registered_model_name(s.name)
+    if version:
+        return f"models:/{name}/{version}"
+    return f"models:/{name}@{alias or 'challenger'}"
+
+
+@package_app.command("verify")
+def package_verify(
+    usecase: UsecaseOpt = "taxi",
+    home: HomeOpt = None,
+    version: Annotated[str | None, typer.Option("--version", help="Registry version.")] = None,
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="Registry alias (default challenger).")
+    ] = None,
+    rows: Annotated[int, typer.Option("--rows", help="Sample size.")] = 200,
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", help="Allowed max abs difference (Keras: 1e-6).")
+    ] = 0.0,
+) -> None:
+    """Rebuild a fresh env from the artifact's pinned requirements; prove identical predictions."""
+    import tempfile
+
+    import mlflow
+
+    from mlplatform.packaging.verify import verify
+
+    uri = _model_uri(usecase, home, version, alias)
+    try:
+        example = mlflow.models.get_model_info(uri)
+    except Exception as exc:
+        _fail(f"{uri}: not found in the registry ({exc}); run `make run` first")
+    typer.echo(f"verifying {uri} (model {example.model_uuid})")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(uri, dst_path=tmp)
+        sample = _sample_from_artifact(Path(local), rows)
+        result = verify(uri, sample, Path(tmp) / "verify", tolerance)
+    typer.echo(
+        f"{result.rows} rows: max abs diff {result.max_abs_diff:.3g} (tolerance {result.tolerance})"
+    )
+    if not result.identical:
+        _fail("predictions differ in the rebuilt environment", 1)
+
+
+def _sample_from_artifact(local: Path, rows: int):
+    """The artifact's own input example, repeated to `rows` rows."""
+    import pandas as pd
+    from mlflow.models import Model
+
+    example = Model.load(str(local)).load_input_example(str(local))
+    reps = -(-rows // len(example))
+    return pd.concat([example] * reps, ignore_index=True).head(rows)
+
+
+@models_app.command("list")
+def models_list(usecase: UsecaseOpt = "taxi", home: HomeOpt = None) -> None:
+    """Registered versions with their aliases, family, quality and battery result."""
+    from mlflow import MlflowClient
+
+    from mlplatform.tracking import registered_model_name, use_workspace
+
+    s = _spec(usecase)
+    use_workspace(_home(home), s.name)
+    c = MlflowClient()
+    name = registered_model_name(s.name)
+    versions = c.search_model_versions(f"name='{name}'")
+    if not versions:
+        typer.echo(f"no versions of {name} yet; `make run USECASE={s.name}` registers one")
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        t = v.tags
+        typer.echo(
+            f"v{v.version:<3} {','.join(v.aliases) or '-':<20} {t.get('family', '?'):<9} "
+            f"quality {t.get('selection_quality', '?'):<9} "
+            f"battery {t.get('battery_passed', '?'):<6}"
+            f" {t.get('gate', '')}"
+        )
+
+
 @app.command()
 def run(
     usecase: UsecaseOpt = "taxi",
@@ -330,6 +416,17 @@ def run(
         f"({summary.get('training_rows')} rows, label rate {summary.get('label_rate')})"
     )
     typer.echo(f"  pipeline runs    {root}")
+    reg = ws / "reports" / "registration.json"
+    if reg.exists():
+        r = json.loads(reg.read_text())
+        typer.echo(f"  mlflow           {ws.parent / 'mlflow' / 'mlflow.db'}  (make mlflow-ui)")
+        typer.echo(f"  selection report {ws / 'reports' / 'selection.md'} (+ pareto.png)")
+        typer.echo(
+            f"  registered       {s.name}-classifier v{r['version']} ({r['family']}), "
+            f"alias: {r['alias'] or 'none'}; gate: {r['gate']}"
+        )
+        for check, verdict in r["battery"].items():
+            typer.echo(f"    battery {check:<12} {verdict[:150]}")
 
 
 @app.command("compile")

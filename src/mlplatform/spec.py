@@ -212,7 +212,7 @@ class Fairness(_Strict):
 class Selection(_Strict):
     """Which candidate wins: best `metric` on `slice` among those within the latency budget."""
 
-    metric: Literal["auc", "accuracy", "log_loss"] = "auc"
+    metric: Literal["auc", "accuracy"] = "auc"
     slice: Literal["recent", "overall"] = "recent"
     champion_margin: float = Field(
         default=0.002, ge=0, description="How much a challenger must beat the champion by."
@@ -254,7 +254,6 @@ class UseCase(_Strict):
     split: Split = Split()
     fairness: Fairness = Fairness()
     selection: Selection = Selection()
-    families: tuple[Literal["logistic", "xgboost", "keras"], ...] = ("logistic", "xgboost", "keras")
     kpi: Kpi | None = None
     alerts: Alerts = Alerts()
     intended_use: str = ""

@@ -77,5 +77,9 @@ def split(df: pd.DataFrame, spec: UseCase) -> Splits:
             raise TrainingDataError(
                 f"the {name} split has a single class; more data or another split is needed"
             )
-    return Splits(train.reset_index(drop=True), valid.reset_index(drop=True),
-                  test.reset_index(drop=True), recent_start)
+    return Splits(
+        train.reset_index(drop=True),
+        valid.reset_index(drop=True),
+        test.reset_index(drop=True),
+        recent_start,
+    )

@@ -92,8 +92,14 @@ class XGBoostFamily(Family):
 
     @classmethod
     def default_params(cls) -> dict:
-        return {"n_estimators": 400, "max_depth": 5, "learning_rate": 0.05,
-                "subsample": 0.9, "colsample_bytree": 0.9, "early_stopping_rounds": 30}
+        return {
+            "n_estimators": 400,
+            "max_depth": 5,
+            "learning_rate": 0.05,
+            "subsample": 0.9,
+            "colsample_bytree": 0.9,
+            "early_stopping_rounds": 30,
+        }
 
     def _x(self, df: pd.DataFrame) -> np.ndarray:
         # Category codes as ordinal numbers: trees split them into groups well enough here,
@@ -104,7 +110,10 @@ class XGBoostFamily(Family):
         from xgboost import XGBClassifier
 
         self.model = XGBClassifier(
-            **self.params, tree_method="hist", n_jobs=2, random_state=self.seed,
+            **self.params,
+            tree_method="hist",
+            n_jobs=2,
+            random_state=self.seed,
             eval_metric="auc",
         )
         self.model.fit(self._x(train), y, eval_set=[(self._x(valid), y_valid)], verbose=False)
@@ -137,15 +146,21 @@ class KerasFamily(Family):
 
     @classmethod
     def default_params(cls) -> dict:
-        return {"epochs": 40, "batch_size": 256, "hidden": [64, 32], "dropout": 0.2,
-                "learning_rate": 0.002, "patience": 5}
+        return {
+            "epochs": 40,
+            "batch_size": 256,
+            "hidden": [64, 32],
+            "dropout": 0.2,
+            "learning_rate": 0.002,
+            "patience": 5,
+        }
 
     def _inputs(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
         x = self.pre.numeric_raw(df)
         med = np.array([self.pre.medians[c] for c in self.pre.numeric])
         feeds = {"numeric": np.where(np.isnan(x), med, x).astype("float32")}
         codes = self.pre.codes(df)
-        for j, c in enumerate(self.pre.categorical):
+        for j in range(len(self.pre.categorical)):
             feeds[f"cat_{j}"] = codes[:, j : j + 1]
         return feeds
 
@@ -180,13 +195,21 @@ class KerasFamily(Family):
         keras.utils.set_random_seed(self.seed)
         feeds = self._inputs(train)
         self.model = self._build(feeds["numeric"])
-        stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
-                                             patience=self.params["patience"],
-                                             restore_best_weights=True)
-        self.model.fit(feeds, y.astype("float32"),
-                       validation_data=(self._inputs(valid), y_valid.astype("float32")),
-                       epochs=self.params["epochs"], batch_size=self.params["batch_size"],
-                       callbacks=[stop], verbose=0)
+        stop = keras.callbacks.EarlyStopping(
+            monitor="val_auc",
+            mode="max",
+            patience=self.params["patience"],
+            restore_best_weights=True,
+        )
+        self.model.fit(
+            feeds,
+            y.astype("float32"),
+            validation_data=(self._inputs(valid), y_valid.astype("float32")),
+            epochs=self.params["epochs"],
+            batch_size=self.params["batch_size"],
+            callbacks=[stop],
+            verbose=0,
+        )
         return self
 
     def predict_proba(self, df):

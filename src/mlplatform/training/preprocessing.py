@@ -23,9 +23,7 @@ def model_inputs(spec: UseCase) -> tuple[list[str], list[str]]:
     """(numeric, categorical) input columns: the spec's features plus Feast aggregates."""
     numeric = [c.name for c in spec.feature_columns if c.is_numeric]
     categorical = [
-        c.name
-        for c in spec.feature_columns
-        if c.type in (ColumnType.CATEGORY, ColumnType.STRING)
+        c.name for c in spec.feature_columns if c.type in (ColumnType.CATEGORY, ColumnType.STRING)
     ]
     for agg in spec.features.aggregates:
         numeric.extend(aggregate_column_names(agg))

@@ -1,0 +1,243 @@
+"""Jobs of the modelling stage: evaluate a candidate, select, register with battery and gate.
+
+Components call these; each takes plain values (paths, run ids) and returns plain values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from mlplatform.jobs import load_usecase
+from mlplatform.spec import UseCase
+from mlplatform.training.run import PREDICTIONS_ARTIFACT
+
+log = logging.getLogger(__name__)
+
+
+def reports_dir(usecase: str, home: Path) -> Path:
+    """Where the newest selection report and registration outcome are kept for people."""
+    from mlplatform.workspace import Workspace
+
+    return Workspace.for_usecase(home, load_usecase(usecase).name).root / "reports"
+
+
+def _predictions(run_id: str) -> pd.DataFrame:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=PREDICTIONS_ARTIFACT, dst_path=tmp
+        )
+        return pd.read_parquet(path)
+
+
+def selection_quality(result, spec: UseCase) -> float:
+    metric = spec.selection.metric
+    if spec.selection.slice == "recent":
+        row = result.slice("recent_period", "recent")
+    else:
+        row = result.overall
+    value = row[metric]
+    if value is None or value != value:
+        raise ValueError(f"{metric} is undefined on the {spec.selection.slice} slice")
+    return float(value)
+
+
+def evaluate_job(usecase: str, run_id: str, home: Path) -> dict:
+    """TFMA slice metrics and the fairness gate for one candidate, logged to its run."""
+    import mlflow
+
+    from mlplatform.evaluation.fairness import fairness_report
+    from mlplatform.evaluation.tfma_eval import evaluate_predictions
+    from mlplatform.tracking import use_workspace
+
+    spec = load_usecase(usecase)
+    use_workspace(home, spec.name)
+    preds = _predictions(run_id)
+    recent_start = None
+    if "recent_period" in preds:
+        recent_start = preds.loc[preds["recent_period"] == "recent", "event_timestamp"].min()
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+        result = evaluate_predictions(
+            preds,
+            spec,
+            label=spec.label,
+            prediction_col="probability",
+            threshold=spec.selection.threshold,
+            recent_start=recent_start,
+            output_path=f"{tmp}/tfma",
+        )
+        fair = fairness_report(result, spec)
+        quality = selection_quality(result, spec)
+        out = Path(tmp)
+        result.table.to_csv(out / "slices.csv", index=False)
+        (out / "slices.md").write_text(result.to_markdown())
+        (out / "fairness.md").write_text(fair.to_markdown())
+        (out / "fairness.json").write_text(
+            json.dumps({"passed": fair.passed, "failures": list(fair.failures)}, indent=2)
+        )
+        for name in ("slices.csv", "slices.md", "fairness.md", "fairness.json"):
+            mlflow.log_artifact(str(out / name), "evaluation")
+        mlflow.log_artifacts(f"{tmp}/tfma", "evaluation/tfma")
+        overall = {
+            f"tfma_{k}": float(v)
+            for k, v in result.overall.items()
+            if isinstance(v, (int, float)) and v == v
+        }
+        mlflow.log_metrics({**overall, "selection_quality": quality})
+        mlflow.set_tags(
+            {
+                "fairness_passed": str(fair.passed).lower(),
+                "fairness_failures": "; ".join(fair.failures)[:4900],
+            }
+        )
+    return {
+        "run_id": run_id,
+        "quality": quality,
+        "fairness_passed": fair.passed,
+        "fairness_failures": list(fair.failures),
+    }
+
+
+def _candidate(run_id: str):
+    from mlflow import MlflowClient
+
+    from mlplatform.selection import Candidate
+
+    run = MlflowClient().get_run(run_id)
+    m, t = run.data.metrics, run.data.tags
+    return Candidate(
+        family=t["family"],
+        run_id=run_id,
+        model_uri=t["model_uri"],
+        quality=m["selection_quality"],
+        auc_overall=m.get("auc_overall", float("nan")),
+        p50_ms=m["serving_single_p50_ms"],
+        p99_ms=m["serving_single_p99_ms"],
+        rows_per_s=m["serving_batch_rows_per_s"],
+        artifact_mb=m["serving_artifact_mb"],
+        fairness_passed=t.get("fairness_passed", "true") == "true",
+        fairness_failures=tuple(f for f in t.get("fairness_failures", "").split("; ") if f),
+    )
+
+
+def select_job(usecase: str, run_ids: list[str], home: Path, report_dir: Path) -> dict:
+    """Apply the selection policy; write the report and the Pareto plot."""
+    import mlflow
+
+    from mlplatform.selection import pareto_plot, select
+    from mlplatform.tracking import use_workspace
+
+    spec = load_usecase(usecase)
+    exp = use_workspace(home, spec.name)
+    cands = [_candidate(r) for r in run_ids]
+    sel = select(cands, spec)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    pareto_plot(sel, spec, report_dir / "pareto.png")
+    (report_dir / "selection.md").write_text(sel.markdown(spec, "pareto.png"))
+    with mlflow.start_run(
+        experiment_id=exp, run_name="select", tags={"usecase": spec.name, "step": "select"}
+    ):
+        mlflow.log_artifacts(str(report_dir), "selection")
+        if sel.winner is not None:
+            mlflow.set_tags({"winner_family": sel.winner.family, "winner_run": sel.winner.run_id})
+    if sel.winner is None:
+        raise RuntimeError(
+            "no candidate satisfies the constraints:\n"
+            + "\n".join(f"  {f}: {r}" for f, r in sel.reasons.items())
+        )
+    return {
+        "run_id": sel.winner.run_id,
+        "family": sel.winner.family,
+        "model_uri": sel.winner.model_uri,
+        "report": str(report_dir / "selection.md"),
+        "reasons": sel.reasons,
+    }
+
+
+def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, home: Path) -> dict:
+    """Register the winner, run the battery, apply the champion-challenger gate."""
+    import mlflow
+
+    from mlplatform.battery import run_battery
+    from mlplatform.data.catalogue import Catalogue
+    from mlplatform.packaging.pyfunc import signature_frame
+    from mlplatform.registry import models as reg
+    from mlplatform.tracking import use_workspace
+    from mlplatform.training.preprocessing import model_inputs
+    from mlplatform.workspace import Workspace
+
+    spec = load_usecase(usecase)
+    use_workspace(home, spec.name)
+    cand = _candidate(run_id)
+    version = reg.register(
+        spec,
+        run_id,
+        model_uri,
+        {
+            "family": cand.family,
+            "selection_quality": f"{cand.quality:.6f}",
+            "fairness_passed": str(cand.fairness_passed).lower(),
+        },
+    )
+    model = mlflow.pyfunc.load_model(model_uri)
+    numeric, categorical = model_inputs(spec)
+    preds = _predictions(run_id)
+    test_rows = signature_frame(preds, _pre_like(numeric, categorical))
+    full = pd.read_parquet(training_set)
+    usable = Catalogue(Workspace.for_usecase(home, spec.name).catalogue).usable(spec.name)
+    latest = usable[-1].batch_id if usable else None
+    batch = full[full["batch_id"] == latest] if latest else full.iloc[0:0]
+    batch_rows = signature_frame(batch, _pre_like(numeric, categorical))
+    if not spec.slices.protected:
+        fairness = (True, "no protected attributes declared")
+    elif cand.fairness_passed:
+        fairness = (True, f"no disparity over {spec.fairness.max_disparity}")
+    else:
+        fairness = (False, "; ".join(cand.fairness_failures))
+    results = run_battery(
+        spec,
+        model,
+        test_rows,
+        batch_rows,
+        batch[spec.label].astype("int64").to_numpy(),
+        numeric,
+        categorical,
+        fairness,
+    )
+    passed = reg.record_battery(spec, version, results)
+    decision = reg.champion_challenger_gate(spec, version)
+    alias = None
+    try:
+        reg.set_challenger(spec, version, decision)
+        alias = reg.CHALLENGER
+    except reg.PromotionRefused as exc:
+        log.warning("%s", exc)
+        decision_reason = str(exc)
+    else:
+        decision_reason = decision.reason
+    outcome = {
+        "version": version,
+        "family": cand.family,
+        "battery_passed": passed,
+        "alias": alias,
+        "gate": decision_reason,
+        "model_uri": model_uri,
+        "battery": {k: ("passed" if ok else "failed") + f": {d}" for k, (ok, d) in results.items()},
+    }
+    folder = reports_dir(usecase, home)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "registration.json").write_text(json.dumps(outcome, indent=2))
+    return outcome
+
+
+class _pre_like:
+    """Just the input lists signature_frame needs, without loading the model's preprocessor."""
+
+    def __init__(self, numeric: list[str], categorical: list[str]) -> None:
+        self.numeric, self.categorical = numeric, categorical

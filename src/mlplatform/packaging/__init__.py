@@ -1,0 +1,1 @@
+"""The MLflow pyfunc artifact: preprocessing and model together, every dependency pinned."""

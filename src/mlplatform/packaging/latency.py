@@ -1,0 +1,51 @@
+"""Serving cost of a packaged model, measured through the pyfunc a server would load."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class ServingCost:
+    single_p50_ms: float
+    single_p99_ms: float
+    batch_rows_per_s: float
+    artifact_mb: float
+
+    def as_metrics(self) -> dict[str, float]:
+        return {f"serving_{k}": v for k, v in asdict(self).items()}
+
+
+def folder_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1e6
+
+
+def measure(
+    model, rows: pd.DataFrame, artifact_dir: Path, n_single: int = 300, batch_size: int = 2000
+) -> ServingCost:
+    """p50/p99 of single-row predictions over `n_single` calls, and batch throughput."""
+    singles = [rows.iloc[[i % len(rows)]] for i in range(n_single)]
+    for r in singles[:20]:  # warm-up: first calls build caches and graphs
+        model.predict(r)
+    times = []
+    for r in singles:
+        t0 = time.perf_counter()
+        model.predict(r)
+        times.append((time.perf_counter() - t0) * 1000)
+    reps = int(np.ceil(batch_size / len(rows)))
+    batch = pd.concat([rows] * reps, ignore_index=True).head(batch_size)
+    model.predict(batch)
+    t0 = time.perf_counter()
+    model.predict(batch)
+    elapsed = time.perf_counter() - t0
+    return ServingCost(
+        single_p50_ms=round(float(np.percentile(times, 50)), 3),
+        single_p99_ms=round(float(np.percentile(times, 99)), 3),
+        batch_rows_per_s=round(len(batch) / elapsed, 1),
+        artifact_mb=round(folder_mb(artifact_dir), 3),
+    )

@@ -1,0 +1,137 @@
+"""Registered models: one per use case, versions tagged with lineage and battery results.
+
+Aliases carry the lifecycle: `challenger` (battery passed and beat the champion), `champion`
+(serving production). A version that failed its battery can never become `challenger`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlplatform.spec import UseCase
+from mlplatform.tracking import registered_model_name
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+BATTERY_PREFIX = "battery."
+
+
+class PromotionRefused(RuntimeError):
+    """A lifecycle change that the rules forbid; the message names the rule."""
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    reason: str
+    challenger_quality: float
+    champion_version: str | None = None
+    champion_quality: float | None = None
+
+
+def client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def register(spec: UseCase, run_id: str, model_uri: str, extra_tags: dict[str, str]) -> str:
+    """Register the run's model as a new version with the run's lineage; returns the version."""
+    import mlflow
+
+    c = client()
+    run = c.get_run(run_id)
+    name = registered_model_name(spec.name)
+    try:
+        c.get_registered_model(name)
+    except Exception:  # first version: create the model with a description
+        c.create_registered_model(name, description=spec.description, tags={"usecase": spec.name})
+    lineage = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+    metrics = {f"metric.{k}": f"{v:.6g}" for k, v in run.data.metrics.items()}
+    mv = mlflow.register_model(
+        model_uri, name, tags={**lineage, **metrics, **extra_tags, "run_id": run_id}
+    )
+    return str(mv.version)
+
+
+def version_tags(spec: UseCase, version: str) -> dict[str, str]:
+    return dict(client().get_model_version(registered_model_name(spec.name), version).tags)
+
+
+def record_battery(spec: UseCase, version: str, results: dict[str, tuple[bool, str]]) -> bool:
+    """Store each check as `battery.<name>` = passed|failed: detail; returns overall pass."""
+    c = client()
+    name = registered_model_name(spec.name)
+    for check, (ok, detail) in results.items():
+        value = ("passed" if ok else "failed") + (f": {detail}" if detail else "")
+        c.set_model_version_tag(name, version, f"{BATTERY_PREFIX}{check}", value[:4900])
+    passed = all(ok for ok, _ in results.values())
+    c.set_model_version_tag(name, version, "battery_passed", str(passed).lower())
+    return passed
+
+
+def battery_failures(tags: dict[str, str]) -> list[str]:
+    if tags.get("battery_passed") is None:
+        return ["the test battery has not run on this version"]
+    return [
+        f"{k[len(BATTERY_PREFIX) :]}: {v}"
+        for k, v in tags.items()
+        if k.startswith(BATTERY_PREFIX) and not v.startswith("passed")
+    ]
+
+
+def alias_version(spec: UseCase, alias: str) -> str | None:
+    try:
+        mv = client().get_model_version_by_alias(registered_model_name(spec.name), alias)
+    except Exception:  # no such alias yet
+        return None
+    return str(mv.version)
+
+
+def quality_of(tags: dict[str, str]) -> float:
+    return float(tags["selection_quality"])
+
+
+def champion_challenger_gate(spec: UseCase, version: str) -> GateDecision:
+    """The candidate must beat the champion on the selection slice by the spec's margin, and
+    must not break fairness or the latency budget."""
+    tags = version_tags(spec, version)
+    quality = quality_of(tags)
+    if tags.get("fairness_passed", "true") != "true":
+        return GateDecision(False, "fairness gate failed", quality)
+    p99 = float(tags.get("metric.serving_single_p99_ms", "0"))
+    if p99 > spec.constraints.latency_p99_ms:
+        return GateDecision(False, f"p99 {p99} ms over the budget", quality)
+    champ = alias_version(spec, CHAMPION)
+    if champ is None:
+        return GateDecision(True, "no champion yet: the candidate becomes the challenger", quality)
+    champ_q = quality_of(version_tags(spec, champ))
+    margin = spec.selection.champion_margin
+    if quality < champ_q + margin:
+        return GateDecision(
+            False,
+            f"{spec.selection.metric} on {spec.selection.slice} {quality:.4f} does not beat "
+            f"champion v{champ} ({champ_q:.4f}) by the required margin {margin}",
+            quality,
+            champ,
+            champ_q,
+        )
+    return GateDecision(
+        True, f"beats champion v{champ} ({quality:.4f} vs {champ_q:.4f})", quality, champ, champ_q
+    )
+
+
+def set_challenger(spec: UseCase, version: str, decision: GateDecision) -> None:
+    """Give `challenger` to a battery-passing version that passed the gate; refuse otherwise."""
+    tags = version_tags(spec, version)
+    failures = battery_failures(tags)
+    if failures:
+        raise PromotionRefused(
+            f"version {version} cannot be the challenger: battery failed ({'; '.join(failures)})"
+        )
+    if not decision.passed:
+        raise PromotionRefused(f"version {version} stays a candidate: {decision.reason}")
+    c = client()
+    name = registered_model_name(spec.name)
+    c.set_registered_model_alias(name, CHALLENGER, version)
+    c.set_model_version_tag(name, version, "gate", decision.reason)

@@ -1,0 +1,62 @@
+"""MLflow tracking and registry location of a workspace, and the lineage every run records."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from mlplatform.workspace import REPO_ROOT
+
+
+def tracking_uri(home: Path) -> str:
+    """SQLite-backed MLflow under the platform home (a server URI can replace it)."""
+    db = Path(home).resolve() / "mlflow" / "mlflow.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
+
+
+def artifact_root(home: Path) -> str:
+    root = Path(home).resolve() / "mlflow" / "artifacts"
+    root.mkdir(parents=True, exist_ok=True)
+    return root.as_uri()
+
+
+def use_workspace(home: Path, usecase: str, tracking: str | None = None) -> str:
+    """Point MLflow at the workspace's store and experiment; returns the experiment id."""
+    import mlflow
+
+    uri = tracking or tracking_uri(home)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    name = f"mlplatform-{usecase}"
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
+        return mlflow.create_experiment(name, artifact_location=artifact_root(home))
+    return exp.experiment_id
+
+
+def git_commit() -> str:
+    """The code version: commit id, with `-dirty` when the tree has uncommitted changes."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def registered_model_name(usecase: str) -> str:
+    return f"{usecase}-classifier"

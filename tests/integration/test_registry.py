@@ -1,0 +1,98 @@
+"""Registry lifecycle: lineage on versions, battery-gated `challenger`, champion-challenger gate.
+
+Runs real MLflow (SQLite backend) on a logistic model trained from the taxi Feast training set.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from mlplatform.jobs import features_job
+from mlplatform.registry import models as reg
+from mlplatform.training.run import train_candidate
+from mlplatform.validation.quarantine import Gate
+from mlplatform.validation.schema import build_schema
+
+from ..conftest import source_of
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from mlplatform.spec import load_spec
+    from mlplatform.workspace import REPO_ROOT, Workspace
+
+    spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
+    home = tmp_path_factory.mktemp("registry") / "home"
+    ws = Workspace.for_usecase(home, "taxi")
+    assert Gate(spec, build_schema(spec), ws).process(source_of(spec)).accepted
+    ts = home / "training_set.parquet"
+    features_job("taxi", home, ts)
+    out = train_candidate("taxi", "logistic", ts, home)
+    return spec, home, out
+
+
+def _register(spec, out, quality):
+    return reg.register(
+        spec,
+        out["run_id"],
+        out["model_uri"],
+        {"family": "logistic", "selection_quality": str(quality), "fairness_passed": "true"},
+    )
+
+
+def test_version_carries_lineage(trained):
+    spec, _, out = trained
+    v = _register(spec, out, out["auc_recent"])
+    tags = reg.version_tags(spec, v)
+    assert tags["spec_hash"] == spec.spec_hash()
+    assert len(tags["data_batches"].split(",")[0]) == 64  # sha256 of the training batch
+    assert tags["git_commit"] and tags["run_id"] == out["run_id"]
+    assert float(tags["metric.auc_overall"]) > 0.8
+
+
+def test_failed_battery_blocks_challenger(trained):
+    spec, _, out = trained
+    v = _register(spec, out, out["auc_recent"])
+    with pytest.raises(reg.PromotionRefused, match="has not run"):
+        reg.set_challenger(spec, v, reg.champion_challenger_gate(spec, v))
+    reg.record_battery(spec, v, {"unit": (True, ""), "load": (False, "p99 31 ms > 10 ms")})
+    with pytest.raises(reg.PromotionRefused, match="load: failed: p99 31 ms"):
+        reg.set_challenger(spec, v, reg.champion_challenger_gate(spec, v))
+    assert reg.alias_version(spec, reg.CHALLENGER) != v
+
+
+def test_challenger_must_beat_champion_by_margin(trained):
+    spec, _, out = trained
+    q = out["auc_recent"]
+    champ = _register(spec, out, q)
+    reg.record_battery(spec, champ, {"unit": (True, "")})
+    reg.client().set_registered_model_alias(f"{spec.name}-classifier", reg.CHAMPION, champ)
+    same = _register(spec, out, q + spec.selection.champion_margin / 2)
+    reg.record_battery(spec, same, {"unit": (True, "")})
+    decision = reg.champion_challenger_gate(spec, same)
+    assert not decision.passed and "required margin" in decision.reason
+    with pytest.raises(reg.PromotionRefused, match="stays a candidate"):
+        reg.set_challenger(spec, same, decision)
+    better = _register(spec, out, q + 0.01)
+    reg.record_battery(spec, better, {"unit": (True, "")})
+    decision = reg.champion_challenger_gate(spec, better)
+    assert decision.passed and decision.champion_version == champ
+    reg.set_challenger(spec, better, decision)
+    assert reg.alias_version(spec, reg.CHALLENGER) == better
+
+
+def test_artifact_loads_and_predicts_from_registry(trained):
+    spec, _, out = trained
+    v = _register(spec, out, out["auc_recent"])
+    model = mlflow.pyfunc.load_model(f"models:/{spec.name}-classifier/{v}")
+    example = model.input_example
+    pred = model.predict(example)
+    assert list(pred.columns) == ["probability", "prediction"]
+    assert ((pred["probability"] >= 0) & (pred["probability"] <= 1)).all()
+    reqs = mlflow.pyfunc.get_model_dependencies(f"models:/{spec.name}-classifier/{v}")
+    with open(reqs) as fh:
+        pins = fh.read().splitlines()
+    assert all("==" in p for p in pins if p and not p.startswith("#"))
