@@ -8,7 +8,7 @@ SERVING_PY := .venv-serving/bin/python
 # uv: the machine's, or the copy `make` installs with pip on first use.
 UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
-DEB_PACKAGES := redis-server
+DEB_PACKAGES := redis-server postgresql
 
 .PHONY: help setup setup-serving lock run compile test test-slow lint schemas bench clean mlflow-ui
 
@@ -81,6 +81,7 @@ test-slow: setup ## Run the slow suites (bad-data corpus at scale, long pipeline
 
 bench: setup ## Benchmarks (ratios measured side by side): bench/*.py
 	$(PY) bench/validation.py
+	$(PY) bench/models.py
 
 clean: ## Remove runtime state (.mlplatform); environments stay
 	rm -rf .mlplatform

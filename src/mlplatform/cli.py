@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -388,6 +389,7 @@ def run(
         from pipelines.local import run_training
     except ImportError as exc:
         _fail(f"the pipelines package is not importable ({exc}); run from the repository root")
+    started = time.time()
     try:
         run_training(s.name, str(src), home_dir, root)
     except RuntimeError as exc:
@@ -402,6 +404,10 @@ def run(
                 f"\nbatch {q.short_id} is quarantined: {q.status_reason[:400]}\n"
                 f"inspect: mlplatform quarantine show {q.short_id} -u {s.name}"
             )
+        report = home_dir / s.name / "reports" / "selection.md"
+        if not quarantined and report.exists() and report.stat().st_mtime > started:
+            verdicts = [ln for ln in report.read_text().splitlines() if ln.startswith("|")]
+            hint = f"\nselection report: {report}\n" + "\n".join(verdicts)
         _fail(f"pipeline failed: {exc}{hint}", EXIT_REJECTED if quarantined else 1)
     ws = home_dir / s.name
     summary = json.loads((ws / "feast" / "last_build.json").read_text())

@@ -69,12 +69,15 @@ def select(candidates: list[Candidate], spec: UseCase) -> Selection:
     sel = Selection(winner=None, candidates=candidates)
     eligible = []
     for c in candidates:
+        problems = []  # every reason, not just the first: a user fixes them all at once
         if c.p99_ms > budget:
-            sel.reasons[c.family] = f"p99 {c.p99_ms:.2f} ms exceeds the {budget} ms budget"
-        elif c.artifact_mb > spec.constraints.max_artifact_mb:
-            sel.reasons[c.family] = f"artifact {c.artifact_mb:.1f} MB exceeds the size limit"
-        elif not c.fairness_passed:
-            sel.reasons[c.family] = "fairness gate failed: " + "; ".join(c.fairness_failures)
+            problems.append(f"p99 {c.p99_ms:.2f} ms exceeds the {budget} ms budget")
+        if c.artifact_mb > spec.constraints.max_artifact_mb:
+            problems.append(f"artifact {c.artifact_mb:.1f} MB exceeds the size limit")
+        if not c.fairness_passed:
+            problems.append("fairness gate failed: " + "; ".join(c.fairness_failures))
+        if problems:
+            sel.reasons[c.family] = "; ".join(problems)
         else:
             eligible.append(c)
     if not eligible:
@@ -85,7 +88,7 @@ def select(candidates: list[Candidate], spec: UseCase) -> Selection:
         if c is best:
             continue
         sel.reasons[c.family] = (
-            f"within budget but {best.quality - c.quality:+.4f} behind on quality"
+            f"within budget but {best.quality - c.quality:.4f} behind on quality"
             if c.quality < best.quality
             else f"ties on quality; slower ({c.p99_ms:.2f} vs {best.p99_ms:.2f} ms)"
         )

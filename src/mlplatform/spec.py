@@ -205,7 +205,10 @@ class Fairness(_Strict):
         default=0.1, gt=0, le=1, description="Largest allowed gap between two groups' rates."
     )
     min_group_size: int = Field(
-        default=50, ge=1, description="Groups smaller than this are reported, not gated."
+        default=50,
+        ge=1,
+        description="A group whose rate rests on fewer rows (positives for FNR, negatives "
+        "for FPR) is reported, not gated.",
     )
 
 

@@ -22,10 +22,16 @@ def artifact_root(home: Path) -> str:
 
 
 def use_workspace(home: Path, usecase: str, tracking: str | None = None) -> str:
-    """Point MLflow at the workspace's store and experiment; returns the experiment id."""
+    """Point MLflow at the workspace's store (or MLFLOW_TRACKING_URI) and the use case's
+    experiment; returns the experiment id."""
+    import os
+
     import mlflow
 
-    uri = tracking or tracking_uri(home)
+    # Progress bars for local artifact copies flood pipeline logs; nothing is lost without them.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLFLOW_TRACKING_URI (MLflow's own convention) points every job at a server or PostgreSQL.
+    uri = tracking or os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri(home)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     name = f"mlplatform-{usecase}"

@@ -96,3 +96,14 @@ def test_artifact_loads_and_predicts_from_registry(trained):
     with open(reqs) as fh:
         pins = fh.read().splitlines()
     assert all("==" in p for p in pins if p and not p.startswith("#"))
+
+
+def test_package_verify_rebuilds_env_with_identical_predictions(trained, tmp_path):
+    from mlplatform.packaging.verify import verify
+
+    spec, _, out = trained
+    model = mlflow.pyfunc.load_model(out["model_uri"])
+    sample = model.input_example
+    result = verify(out["model_uri"], sample, tmp_path / "verify")
+    assert result.identical and result.max_abs_diff == 0.0
+    assert str(tmp_path) in result.python  # predictions came from the rebuilt interpreter

@@ -1,11 +1,13 @@
-"""The training pipeline's first stage runs locally with kfp.local, stops on a bad batch, and
-compiles to YAML that kfp loads."""
+"""The training pipeline runs end to end with kfp.local (raw CSV to a registered,
+battery-passing challenger), stops on a bad batch, and compiles to YAML that kfp loads."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import mlflow
 import pandas as pd
 import pytest
 import yaml
@@ -34,11 +36,39 @@ def test_pipeline_runs_locally_and_reports_locations(tmp_path, repo_root, taxi):
     assert "where everything went" in out.stdout and "15002 rows" in out.stdout
     runs = list((home / "taxi" / "pipeline_runs").glob("mlplatform-training-*"))
     assert len(runs) == 1
-    assert {p.name for p in runs[0].iterdir()} >= {"ingest-data", "validate-data", "build-features"}
+    steps = {p.name for p in runs[0].iterdir()}
+    assert steps >= {
+        "ingest-data",
+        "validate-data",
+        "build-features",
+        "train-model",
+        "train-model-2",
+        "train-model-3",
+        "select-model",
+        "register-model",
+    }
     ts = next((runs[0] / "build-features").rglob("training_set"))
     assert len(pd.read_parquet(ts)) == 15002
     accepted = Catalogue(home / "taxi" / "catalogue.db").list("taxi", BatchStatus.ACCEPTED)
     assert len(accepted) == 1 and accepted[0].source == str(source_of(taxi))
+    # The winner is registered with lineage, passed its battery and holds `challenger`.
+    reg = json.loads((home / "taxi" / "reports" / "registration.json").read_text())
+    assert reg["battery_passed"] and reg["alias"] == "challenger"
+    report = (home / "taxi" / "reports" / "selection.md").read_text()
+    for family in ("logistic", "xgboost", "keras"):
+        assert family in report
+    assert f"Winner: {reg['family']}" in report
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("taxi-classifier", "challenger")
+    assert version.tags["data_batches"] == accepted[0].batch_id
+    assert version.tags["spec_hash"] == taxi.spec_hash()
+    assert version.tags["battery.load"].startswith("passed")
+    run = client.get_run(version.run_id)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/slices.csv" in artifacts and "evaluation/tfma" in artifacts
+    listed = _run(repo_root, "models", "list", "-u", "taxi", "--home", str(home))
+    assert "challenger" in listed.stdout
 
 
 def test_pipeline_stops_on_a_bad_batch(tmp_path, repo_root, taxi):
@@ -64,6 +94,14 @@ def test_compiled_pipeline_is_current_and_loads(tmp_path, repo_root):
     assert checked_in.read_text() == fresh.read_text(), "run `make compile` and commit"
     spec = yaml.safe_load(checked_in.read_text())
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"ingest-data", "validate-data", "build-features"}
+    assert {
+        "ingest-data",
+        "validate-data",
+        "build-features",
+        "select-model",
+        "register-model",
+    } <= set(tasks)
+    names = {t["taskInfo"]["name"] for t in tasks.values()}
+    assert {"train-logistic", "train-xgboost", "train-keras", "evaluate-keras"} <= names
     loaded = components.load_component_from_file(str(checked_in))
     assert loaded.name == "mlplatform-training"

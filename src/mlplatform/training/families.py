@@ -117,10 +117,17 @@ class XGBoostFamily(Family):
             eval_metric="auc",
         )
         self.model.fit(self._x(train), y, eval_set=[(self._x(valid), y_valid)], verbose=False)
+        self._serve_single_threaded()
         return self
 
+    def _serve_single_threaded(self) -> None:
+        # One thread per prediction: with a second busy core, OpenMP threads for a single row
+        # cost 10x in p99 latency and nothing in throughput at serving batch sizes.
+        self.booster = self.model.get_booster()
+        self.booster.set_param({"nthread": 1})
+
     def predict_proba(self, df):
-        return self.model.predict_proba(self._x(df))[:, 1]
+        return np.asarray(self.booster.inplace_predict(self._x(df)), dtype="float64")
 
     def save(self, folder):
         self.model.save_model(folder / self.model_file)
@@ -132,6 +139,7 @@ class XGBoostFamily(Family):
         fam = cls(pre)
         fam.model = XGBClassifier()
         fam.model.load_model(folder / cls.model_file)
+        fam._serve_single_threaded()
         return fam
 
     def pip_requirements(self):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlplatform.evaluation.slicing import check_slices
 from mlplatform.features.tables import EVENT_TS
 from mlplatform.jobs import load_usecase
 from mlplatform.spec import UseCase
@@ -57,6 +58,7 @@ def train_candidate(usecase: str, family: str, training_set: Path, home: Path) -
     spec = load_usecase(usecase)
     df = pd.read_parquet(training_set)
     splits = split(df, spec)
+    check_slices(df, spec, splits.recent_start)  # a slice matching nothing is a spec error
     pre = Preprocessor.fit(splits.train, spec)
     fam = FAMILIES[family](pre, seed=spec.split.seed)
     exp = use_workspace(home, spec.name)

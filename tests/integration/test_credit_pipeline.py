@@ -1,0 +1,36 @@
+"""The credit use case end to end, fairness gate included (slow: `make test-slow`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import mlflow
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_credit_pipeline_registers_a_fair_challenger(tmp_path, repo_root):
+    home = tmp_path / "home"
+    out = subprocess.run(
+        [sys.executable, "-m", "mlplatform.cli", "run", "-u", "credit", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=1800,
+    )
+    report = home / "credit" / "reports" / "selection.md"
+    assert report.exists(), out.stderr[-3000:]
+    text = report.read_text()
+    assert "fairness" in text
+    if out.returncode != 0:
+        # Every candidate refused: the report must say which group and metric failed.
+        assert "No candidate satisfies" in text and "differs by" in text
+        return
+    reg = json.loads((home / "credit" / "reports" / "registration.json").read_text())
+    assert reg["battery"]["fairness"].startswith("passed")
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    version = mlflow.MlflowClient().get_model_version("credit-classifier", reg["version"])
+    assert version.tags["fairness_passed"] == "true"
