@@ -368,6 +368,41 @@ def models_list(usecase: UsecaseOpt = "taxi", home: HomeOpt = None) -> None:
 
 
 @app.command()
+def score(
+    source: Annotated[Path, typer.Argument(help="CSV or parquet with the model's input columns.")],
+    output: Annotated[Path, typer.Argument(help="Parquet file to write.")],
+    usecase: UsecaseOpt = "taxi",
+    home: HomeOpt = None,
+    version: Annotated[str | None, typer.Option("--version", help="Registry version.")] = None,
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="Registry alias (default challenger).")
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk.")] = 50_000,
+) -> None:
+    """Batch-score a file with a registered model; rows keep model and data versions."""
+    import mlflow
+
+    from mlplatform.serving.batch import score_file
+    from mlplatform.serving.contract import ContractError
+
+    uri = _model_uri(usecase, home, version, alias)
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except Exception as exc:
+        _fail(f"{uri}: cannot load ({exc}); see `mlplatform models list`")
+    mv = model.metadata.model_uuid
+    label = uri.split("models:/", 1)[1]
+    try:
+        res = score_file(model, label, source, output, chunk_rows)
+    except (FileNotFoundError, ValueError, ContractError) as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"scored {res.rows} rows with {res.model_version} ({mv}) in {res.seconds:.1f}s "
+        f"-> {res.output} (data version {res.data_version[:12]})"
+    )
+
+
+@app.command()
 def run(
     usecase: UsecaseOpt = "taxi",
     source: Annotated[
@@ -442,9 +477,10 @@ def compile_pipelines(
     / "compiled",
 ) -> None:
     """Compile every pipeline to KFP YAML (submit it to Kubeflow Pipelines)."""
-    from pipelines.training import compile_to
+    from pipelines import batch_scoring, training
 
-    typer.echo(f"wrote {compile_to(out)}")
+    for module in (training, batch_scoring):
+        typer.echo(f"wrote {module.compile_to(out)}")
 
 
 if __name__ == "__main__":

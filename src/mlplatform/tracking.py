@@ -22,7 +22,7 @@ def artifact_root(home: Path) -> str:
 
 
 def use_workspace(home: Path, usecase: str, tracking: str | None = None) -> str:
-    """Point MLflow at the workspace's store (or MLFLOW_TRACKING_URI) and the use case's
+    """Point MLflow at the workspace's store (or MLPLATFORM_TRACKING_URI) and the use case's
     experiment; returns the experiment id."""
     import os
 
@@ -30,8 +30,10 @@ def use_workspace(home: Path, usecase: str, tracking: str | None = None) -> str:
 
     # Progress bars for local artifact copies flood pipeline logs; nothing is lost without them.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # MLFLOW_TRACKING_URI (MLflow's own convention) points every job at a server or PostgreSQL.
-    uri = tracking or os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri(home)
+    # MLPLATFORM_TRACKING_URI points every job at a server or PostgreSQL. Not MLflow's own
+    # MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() writes that variable, so it would leak one
+    # workspace's store into the next job and into every subprocess.
+    uri = tracking or os.environ.get("MLPLATFORM_TRACKING_URI") or tracking_uri(home)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     name = f"mlplatform-{usecase}"

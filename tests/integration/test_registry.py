@@ -107,3 +107,32 @@ def test_package_verify_rebuilds_env_with_identical_predictions(trained, tmp_pat
     result = verify(out["model_uri"], sample, tmp_path / "verify")
     assert result.identical and result.max_abs_diff == 0.0
     assert str(tmp_path) in result.python  # predictions came from the rebuilt interpreter
+
+
+def test_batch_scoring_keeps_versions_and_matches_pyfunc(trained, tmp_path):
+    import pandas as pd
+
+    from mlplatform.serving.batch import score_file
+
+    spec, home, out = trained
+    model = mlflow.pyfunc.load_model(out["model_uri"])
+    source = home / "training_set.parquet"
+    result = score_file(
+        model,
+        "taxi-classifier/test",
+        source,
+        tmp_path / "scored.parquet",
+        chunk_rows=4000,
+        progress=False,
+    )
+    scored = pd.read_parquet(result.output)
+    assert result.rows == len(scored) == len(pd.read_parquet(source))
+    assert set(scored["model_version"]) == {"taxi-classifier/test"}
+    assert scored["data_version"].str.len().eq(64).all()
+    first = model.predict(model.input_example)
+    assert first["probability"].min() >= 0 and first["probability"].max() <= 1
+    bad = tmp_path / "bad.csv"
+    pd.read_parquet(source).drop(columns=["fare"]).head(10).to_csv(bad, index=False)
+    with pytest.raises(ValueError, match="fare"):
+        score_file(model, "v", bad, tmp_path / "x.parquet", progress=False)
+    assert not (tmp_path / "x.parquet").exists()  # no half-written output

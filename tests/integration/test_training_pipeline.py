@@ -105,3 +105,9 @@ def test_compiled_pipeline_is_current_and_loads(tmp_path, repo_root):
     assert {"train-logistic", "train-xgboost", "train-keras", "evaluate-keras"} <= names
     loaded = components.load_component_from_file(str(checked_in))
     assert loaded.name == "mlplatform-training"
+    from pipelines.batch_scoring import compile_to as compile_batch
+
+    batch = compile_batch(tmp_path)
+    assert (repo_root / "pipelines" / "compiled" / "batch_scoring.yaml").read_text() == (
+        batch.read_text()
+    )

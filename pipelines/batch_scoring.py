@@ -1,0 +1,38 @@
+"""Batch scoring pipeline: one file in, predictions with model and data versions out.
+
+`python -m pipelines.batch_scoring` compiles it to pipelines/compiled/batch_scoring.yaml.
+"""
+
+from pathlib import Path
+
+from kfp import compiler, dsl
+
+from components.serving import score_batch
+from pipelines.resources import small
+
+
+@dsl.pipeline(
+    name="mlplatform-batch-scoring",
+    description="Score a CSV/parquet file with a registered model alias.",
+)
+def batch_scoring_pipeline(
+    usecase: str = "taxi",
+    source: str = "",
+    home: str = "/data/mlplatform",
+    model_alias: str = "champion",
+):
+    task = small(
+        score_batch(usecase=usecase, source=source, home=home, model_alias=model_alias), memory="4G"
+    )
+    task.set_display_name("score-batch")
+
+
+def compile_to(out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "batch_scoring.yaml"
+    compiler.Compiler().compile(batch_scoring_pipeline, str(path))
+    return path
+
+
+if __name__ == "__main__":
+    print(compile_to(Path(__file__).parent / "compiled"))

@@ -1,0 +1,1 @@
+"""Serving: the KServe-protocol model server and the request contract it enforces."""

@@ -1,0 +1,136 @@
+"""The request contract of a served model, taken from its MLflow signature.
+
+MLflow's own enforcement answers an integer for a double column with a 500 and a pandas repr;
+a user who sends `600` for a fare means 600.0. This contract coerces what is safe (int to
+double, a number to a category's text) and rejects the rest with a message naming the field,
+so bad input is always a 4xx and never reaches the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+
+import pandas as pd
+
+MAX_INSTANCES = 10_000  # one request; larger jobs belong to batch scoring
+
+
+class ContractError(ValueError):
+    """A request that does not fit the signature; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str  # "double" or "string"
+
+
+@dataclass(frozen=True)
+class Contract:
+    fields: tuple[Field, ...]
+
+    @classmethod
+    def from_schema(cls, schema) -> Contract:
+        """From an MLflow input Schema (ColSpecs); long/int/float count as double."""
+        fields = []
+        for col in schema.inputs:
+            t = str(col.type).lower()
+            kind = "string" if "string" in t else "double"
+            fields.append(Field(col.name, kind))
+        return cls(tuple(fields))
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def openapi_example(self) -> dict:
+        return {f.name: (1.0 if f.kind == "double" else "text") for f in self.fields}
+
+    # -- v1: {"instances": [{field: value, ...}, ...]} -----------------------------------
+
+    def parse_v1(self, payload: object) -> pd.DataFrame:
+        if not isinstance(payload, dict):
+            raise ContractError("the body must be a JSON object with an 'instances' list")
+        instances = payload.get("instances", payload.get("inputs"))
+        if instances is None:
+            raise ContractError("the body has no 'instances' list")
+        if not isinstance(instances, list) or not instances:
+            raise ContractError("'instances' must be a non-empty list of objects")
+        if len(instances) > MAX_INSTANCES:
+            raise ContractError(
+                f"{len(instances)} instances in one request; the limit is {MAX_INSTANCES} "
+                "(use batch scoring for more)"
+            )
+        known = set(self.names)
+        columns: dict[str, list] = {n: [] for n in self.names}
+        for i, inst in enumerate(instances):
+            if not isinstance(inst, dict):
+                raise ContractError(f"instances[{i}] must be an object of field: value")
+            unknown = sorted(set(inst) - known)
+            if unknown:
+                raise ContractError(
+                    f"instances[{i}] has unknown field(s) {unknown}; expected {self.names}"
+                )
+            missing = [n for n in self.names if n not in inst]
+            if missing:
+                raise ContractError(
+                    f"instances[{i}] lacks field(s) {missing} (send null for unknown values)"
+                )
+            for f in self.fields:
+                columns[f.name].append(_coerce(f, inst[f.name], f"instances[{i}].{f.name}"))
+        return self._frame(columns)
+
+    # -- v2 (Open Inference Protocol): one named tensor per field ------------------------
+
+    def parse_v2(self, inputs: list[tuple[str, str, list]]) -> pd.DataFrame:
+        """`inputs` as (name, datatype, flat data) triples."""
+        known = set(self.names)
+        given = {name: (dtype, data) for name, dtype, data in inputs}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ContractError(f"unknown input tensor(s) {unknown}; expected {self.names}")
+        missing = [n for n in self.names if n not in given]
+        if missing:
+            raise ContractError(f"missing input tensor(s) {missing}")
+        lengths = {n: len(d) for n, (_, d) in given.items()}
+        if len(set(lengths.values())) != 1:
+            raise ContractError(f"input tensors differ in length: {lengths}")
+        if next(iter(lengths.values())) > MAX_INSTANCES:
+            raise ContractError(f"more than {MAX_INSTANCES} rows in one request")
+        columns = {
+            f.name: [_coerce(f, v, f"{f.name}[{j}]") for j, v in enumerate(given[f.name][1])]
+            for f in self.fields
+        }
+        return self._frame(columns)
+
+    def _frame(self, columns: dict[str, list]) -> pd.DataFrame:
+        df = pd.DataFrame(columns)
+        for f in self.fields:
+            df[f.name] = (
+                df[f.name].astype("float64") if f.kind == "double" else df[f.name].astype("object")
+            )
+        return df
+
+
+def _coerce(f: Field, value: object, where: str):
+    if value is None or value is pd.NA or (isinstance(value, Real) and math.isnan(value)):
+        return None if f.kind == "string" else math.nan
+    if f.kind == "double":
+        # numbers.Real also admits numpy scalars (batch files); bool is excluded on purpose.
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise ContractError(
+                f"{where}: expected a number, got {type(value).__name__} {value!r}"[:300]
+            )
+        if math.isinf(value):
+            raise ContractError(f"{where}: expected a finite number, got {value}")
+        return float(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise ContractError(f"{where}: expected text, got a boolean")
+    if isinstance(value, Real):
+        # A category coded as a number ("1" for male): the same value as text.
+        return str(int(value)) if float(value).is_integer() else str(value)
+    raise ContractError(f"{where}: expected text, got {type(value).__name__}")

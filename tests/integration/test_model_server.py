@@ -1,0 +1,179 @@
+"""The KServe-protocol model server, run in the serving environment against a registered model:
+v1 and v2 predictions, 4xx naming the field, health, /metrics labelled by version, no 5xx."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from mlplatform.jobs import features_job
+from mlplatform.registry import models as reg
+from mlplatform.training.run import train_candidate
+from mlplatform.validation.quarantine import Gate
+from mlplatform.validation.schema import build_schema
+from mlplatform.workspace import REPO_ROOT
+
+from ..conftest import source_of
+
+pytestmark = pytest.mark.integration
+SERVING_PY = REPO_ROOT / ".venv-serving" / "bin" / "python"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from mlplatform.spec import load_spec
+    from mlplatform.workspace import Workspace
+
+    if not SERVING_PY.exists():
+        pytest.fail(f"{SERVING_PY} is missing: `make setup` builds the serving environment")
+    spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
+    home = tmp_path_factory.mktemp("serve") / "home"
+    assert (
+        Gate(spec, build_schema(spec), Workspace.for_usecase(home, "taxi"))
+        .process(source_of(spec))
+        .accepted
+    )
+    ts = home / "ts.parquet"
+    features_job("taxi", home, ts)
+    out = train_candidate("taxi", "logistic", ts, home)
+    version = reg.register(
+        spec, out["run_id"], out["model_uri"], {"family": "logistic", "selection_quality": "0.9"}
+    )
+    reg.client().set_registered_model_alias("taxi-classifier", "champion", version)
+    port = _port()
+    log = open(home / "server.log", "w")  # noqa: SIM115 - closed after the server stops
+    proc = subprocess.Popen(
+        [
+            str(SERVING_PY),
+            "-m",
+            "mlplatform.serving.server",
+            "--model-name",
+            "taxi",
+            "--model-uri",
+            "models:/taxi-classifier@champion",
+            "--tracking-uri",
+            f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited: {(home / 'server.log').read_text()[-2000:]}")
+        try:
+            if json.loads(urllib.request.urlopen(f"{base}/v2/health/ready").read())["ready"]:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        pytest.fail("server did not become ready within 120 s")
+    import mlflow
+
+    example = mlflow.pyfunc.load_model(out["model_uri"]).input_example
+    rows = json.loads(example.to_json(orient="records"))
+    yield base, version, rows, proc
+    proc.terminate()
+    proc.wait(30)
+    log.close()
+
+
+def _post(url: str, body, content_type="application/json"):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_v1_predict(server):
+    base, version, rows, _ = server
+    code, body = _post(f"{base}/v1/models/taxi:predict", {"instances": rows})
+    assert code == 200 and len(body["predictions"]) == len(rows)
+    assert body["model_version"] == f"taxi-classifier/{version}"
+    assert all(0 <= p["probability"] <= 1 for p in body["predictions"])
+
+
+def test_ints_for_doubles_are_accepted(server):
+    base, _, rows, _ = server
+    row = dict(rows[0], fare=600, trip_miles=3)  # a user sends 600, not 600.0
+    code, _ = _post(f"{base}/v1/models/taxi:predict", {"instances": [row]})
+    assert code == 200
+
+
+def test_v2_infer(server):
+    base, _, rows, _ = server
+    inputs = []
+    for name in rows[0]:
+        values = [r[name] for r in rows]
+        dtype = "BYTES" if any(isinstance(v, str) for v in values) else "FP64"
+        inputs.append({"name": name, "shape": [len(rows)], "datatype": dtype, "data": values})
+    code, body = _post(f"{base}/v2/models/taxi/infer", {"id": "r1", "inputs": inputs})
+    assert code == 200, body
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert len(outputs["probability"]["data"]) == len(rows) and body["id"] == "r1"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda r: dict(r, fare="twelve"), "fare"),
+        (lambda r: {k: v for k, v in r.items() if k != "payment_type"}, "payment_type"),
+        (lambda r: dict(r, tips=3.0), "tips"),
+    ],
+)
+def test_bad_input_is_4xx_naming_the_field(server, mutate, needle):
+    base, _, rows, _ = server
+    code, body = _post(f"{base}/v1/models/taxi:predict", {"instances": [mutate(rows[0])]})
+    assert code == 400 and needle in body["error"]
+
+
+def test_garbage_never_gets_a_5xx(server):
+    base, _, rows, proc = server
+    rng = random.Random(5)
+    atoms = [None, 0, -1, 1e308, "x", "", [], {}, True, "Cash", 3.5]
+    for _ in range(150):
+        kind = rng.random()
+        if kind < 0.2:
+            body = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40)))
+        elif kind < 0.6:
+            row = {k: rng.choice(atoms) if rng.random() < 0.3 else v for k, v in rows[0].items()}
+            body = {"instances": [row]}
+        else:
+            body = rng.choice([{"instances": rng.choice(atoms)}, rng.choice(atoms), {"x": 1}])
+        code, _ = _post(f"{base}/v1/models/taxi:predict", body)
+        assert code < 500, body
+    assert proc.poll() is None
+
+
+def test_metrics_are_labelled_by_version(server):
+    base, version, rows, _ = server
+    _post(f"{base}/v1/models/taxi:predict", {"instances": rows})
+    text = urllib.request.urlopen(f"{base}/metrics").read().decode()
+    label = f'version="taxi-classifier/{version}"'
+    for metric in (
+        "mlplatform_requests_total",
+        "mlplatform_request_latency_seconds_bucket",
+        "mlplatform_prediction_probability_bucket",
+        "mlplatform_invalid_requests_total",
+    ):
+        assert any(line.startswith(metric) and label in line for line in text.splitlines()), metric
+    assert 'code="400"' in text and 'code="200"' in text
