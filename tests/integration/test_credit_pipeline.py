@@ -31,6 +31,7 @@ def test_credit_pipeline_registers_a_fair_challenger(tmp_path, repo_root):
         return
     reg = json.loads((home / "credit" / "reports" / "registration.json").read_text())
     assert reg["battery"]["fairness"].startswith("passed")
-    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
-    version = mlflow.MlflowClient().get_model_version("credit-classifier", reg["version"])
+    uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version("credit-classifier", reg["version"])
     assert version.tags["fairness_passed"] == "true"

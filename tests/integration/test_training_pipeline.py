@@ -58,8 +58,9 @@ def test_pipeline_runs_locally_and_reports_locations(tmp_path, repo_root, taxi):
     for family in ("logistic", "xgboost", "keras"):
         assert family in report
     assert f"Winner: {reg['family']}" in report
-    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
-    client = mlflow.MlflowClient()
+    uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    # Explicit URIs: earlier tests in this process pointed MLflow's globals elsewhere.
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     version = client.get_model_version_by_alias("taxi-classifier", "challenger")
     assert version.tags["data_batches"] == accepted[0].batch_id
     assert version.tags["spec_hash"] == taxi.spec_hash()
