@@ -333,6 +333,39 @@ def package_verify(
         _fail("predictions differ in the rebuilt environment", 1)
 
 
+@package_app.command("edge")
+def package_edge(
+    out: Annotated[Path, typer.Argument(help="Folder for the edge model + preprocessor.")],
+    usecase: UsecaseOpt = "taxi",
+    home: HomeOpt = None,
+    version: Annotated[str | None, typer.Option("--version", help="Registry version.")] = None,
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="Registry alias (default challenger).")
+    ] = None,
+) -> None:
+    """Export to ONNX (logistic, XGBoost) or TFLite (Keras) with a parity check and timing."""
+    import tempfile
+
+    import mlflow
+
+    from mlplatform.packaging.edge import EdgeParityError, export_edge
+
+    uri = _model_uri(usecase, home, version, alias)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
+        except Exception as exc:
+            _fail(f"{uri}: not found ({exc}); see `mlplatform models list`")
+        pyfunc = mlflow.pyfunc.load_model(str(local))
+        try:
+            report = export_edge(
+                local / "artifacts" / "model_dir", out, pyfunc, _sample_from_artifact(local, 200)
+            )
+        except EdgeParityError as exc:
+            _fail(str(exc), 1)
+    typer.echo(report.to_json())
+
+
 def _sample_from_artifact(local: Path, rows: int):
     """The artifact's own input example, repeated to `rows` rows."""
     import pandas as pd

@@ -117,6 +117,11 @@ class XGBoostFamily(Family):
             eval_metric="auc",
         )
         self.model.fit(self._x(train), y, eval_set=[(self._x(valid), y_valid)], verbose=False)
+        best = getattr(self.model, "best_iteration", None)
+        if best is not None:
+            # Keep only the trees early stopping chose: a booster keeps all of them, and
+            # every consumer (pyfunc, ONNX export) must see the same model.
+            self.model._Booster = self.model.get_booster()[: best + 1]
         self._serve_single_threaded()
         return self
 

@@ -1,0 +1,77 @@
+"""Edge exports (ONNX, TFLite) reproduce the packaged model's predictions."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mlplatform.jobs import features_job
+from mlplatform.packaging.edge import EdgeModel, EdgeParityError, export_edge
+from mlplatform.packaging.pyfunc import save_model_dir, signature_frame
+from mlplatform.training.dataset import split
+from mlplatform.training.families import FAMILIES
+from mlplatform.training.preprocessing import Preprocessor
+from mlplatform.validation.quarantine import Gate
+from mlplatform.validation.schema import build_schema
+
+from ..conftest import source_of
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from mlplatform.spec import load_spec
+    from mlplatform.workspace import REPO_ROOT, Workspace
+
+    spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
+    home = tmp_path_factory.mktemp("edge") / "home"
+    assert (
+        Gate(spec, build_schema(spec), Workspace.for_usecase(home, "taxi"))
+        .process(source_of(spec))
+        .accepted
+    )
+    ts = home / "ts.parquet"
+    features_job("taxi", home, ts)
+    splits = split(pd.read_parquet(ts), spec)
+    return spec, splits, Preprocessor.fit(splits.train, spec)
+
+
+class _Pyfunc:
+    """The pyfunc's predict, without a tracking server: the same family object."""
+
+    def __init__(self, fam):
+        self.fam = fam
+
+    def predict(self, df):
+        return pd.DataFrame({"probability": self.fam.predict_proba(df)})
+
+
+@pytest.mark.parametrize("family", ["logistic", "xgboost", "keras"])
+def test_export_matches_pyfunc(data, family, tmp_path):
+    spec, s, pre = data
+    params = {"epochs": 3} if family == "keras" else None
+    fam = FAMILIES[family](pre, params=params)
+    y = s.train[spec.label].astype(int).to_numpy()
+    fam.fit(s.train, y, s.valid, s.valid[spec.label].astype(int).to_numpy())
+    model_dir = save_model_dir(fam, 0.5, tmp_path / "model_dir")
+    sample = signature_frame(s.test, pre).head(300)
+    report = export_edge(model_dir, tmp_path / "edge", _Pyfunc(fam), sample)
+    assert report.max_abs_diff <= 1e-5
+    assert report.format == ("tflite" if family == "keras" else "onnx")
+    assert EdgeModel(tmp_path / "edge").predict_proba(sample.head(3)).shape == (3,)
+
+
+def test_parity_failure_is_refused(data, tmp_path):
+    spec, s, pre = data
+    fam = FAMILIES["logistic"](pre)
+    fam.fit(s.train, s.train[spec.label].astype(int).to_numpy(), s.valid, None)
+    model_dir = save_model_dir(fam, 0.5, tmp_path / "model_dir")
+
+    class Shifted(_Pyfunc):
+        def predict(self, df):
+            return pd.DataFrame({"probability": self.fam.predict_proba(df) + 0.01})
+
+    with pytest.raises(EdgeParityError, match="differs from the pyfunc"):
+        export_edge(model_dir, tmp_path / "edge", Shifted(fam), signature_frame(s.test, pre))
+    assert not (tmp_path / "edge").exists()
