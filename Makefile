@@ -10,7 +10,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 DEB_PACKAGES := redis-server postgresql
 
-.PHONY: help setup setup-serving lock run compile test test-slow lint schemas bench clean mlflow-ui
+.PHONY: help setup setup-serving lock run compile test test-slow lint schemas bench clean mlflow-ui serve
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -89,3 +89,10 @@ clean: ## Remove runtime state (.mlplatform); environments stay
 mlflow-ui: .venv/.stamp ## MLflow UI on http://127.0.0.1:5000 for the runs of `make run`
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlplatform/mlflow/mlflow.db \
 	  --host 127.0.0.1 --port 5000
+
+ALIAS ?= challenger
+PORT ?= 8080
+serve: setup ## Serve USECASE's registry ALIAS (default challenger) on 127.0.0.1:PORT (after make run)
+	$(SERVING_PY) -m mlplatform.serving.server --model-name $(USECASE) \
+	  --model-uri models:/$(USECASE)-classifier@$(ALIAS) \
+	  --tracking-uri sqlite:///$(CURDIR)/.mlplatform/mlflow/mlflow.db --port $(PORT)
