@@ -215,8 +215,14 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a server that cannot load must say why and exit non-zero
         log.error("cannot load %s: %s", args.model_uri, exc)
         raise SystemExit(2) from exc
+    import gc
+
     import uvicorn
 
+    # mlflow and the model leave ~400k long-lived objects; a full collection over them paused
+    # the server ~230 ms (a p99 spike). Freezing moves them out of the collector's way.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         build_app(model), host=args.host, port=args.port, log_level="warning", access_log=False
     )

@@ -1,0 +1,425 @@
+"""Canary analysis: send a share of traffic to a challenger, judge it round by round on what
+clients experience, then promote it or roll it back (a local, Flagger-like controller).
+
+Each round reads, as deltas since the previous round: requests, server errors (5xx and
+unreachable; a 4xx is the client's bad input, compared between the two sides instead) and p99
+latency per upstream from the *router's* metrics, and the KPI (share of positive predictions,
+``mlplatform_predicted_positive_total / mlplatform_predicted_rows_total``) from each side's
+model server (or the fault proxy in front of it). ``judge`` compares challenger and champion
+against a `CanaryPolicy`; the controller counts passed and failed rounds and, through a
+`TrafficBackend`, rolls back (champion-only, 0%) or promotes (100% challenger, then
+``on_promote(version)``). Stdlib only (+ the Prometheus text parser), so it runs in both envs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from prometheus_client.parser import text_string_to_metric_families
+
+MODES = ("split", "shadow", "champion-only")
+SIDES = ("champion", "challenger")
+# Metric names shared with mlplatform.serving.router (which imports them from here).
+ROUTER_REQUESTS = "mlplatform_router_requests"
+ROUTER_LATENCY = "mlplatform_router_request_latency_seconds"
+POSITIVES = "mlplatform_predicted_positive_total"
+ROWS = "mlplatform_predicted_rows_total"
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class CanaryPolicy:
+    """How much traffic the challenger gets and what it must do to be promoted."""
+
+    challenger_percent: int = 5
+    interval_s: float = 5.0  # length of one analysis round
+    warmup_s: float = 0.0  # after the shift, before round 1: queues settle, caches warm up
+    iterations: int = 6  # passed rounds needed for promotion
+    failure_threshold: int = 2  # failed rounds (not necessarily consecutive) before rollback
+    min_success_rate: float = 0.99  # of the challenger; 5xx and unreachable count as failures
+    max_p99_ms: float = 10.0  # absolute, at the router
+    max_p99_ratio: float = 1.10  # challenger p99 / champion p99
+    max_kpi_drop: float = 0.02  # champion positive share - challenger positive share
+    max_client_error_increase: float = 0.01  # challenger 4xx rate - champion 4xx rate
+    min_requests: int = 20  # per side and round; fewer makes the round inconclusive
+    max_inconclusive: int = 10  # that many rounds without enough traffic -> rollback
+    mode: Literal["split", "shadow"] = "split"  # shadow: judge mirrored copies
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.challenger_percent <= 100:
+            raise ValueError("challenger_percent must be within 1..100")
+        if min(self.interval_s, self.warmup_s) < 0:
+            raise ValueError("interval_s and warmup_s must be >= 0")
+        if min(self.iterations, self.failure_threshold, self.max_inconclusive) < 1:
+            raise ValueError("iterations, failure_threshold and max_inconclusive must be >= 1")
+        if self.mode not in ("split", "shadow"):
+            raise ValueError(f"mode {self.mode!r}: the analysis runs in 'split' or 'shadow'")
+
+
+class MetricsError(RuntimeError):
+    """A /metrics endpoint could not be read."""
+
+
+class CanaryRefused(RuntimeError):
+    """`start` would not shift traffic (an upstream is not ready); the champion keeps 100%."""
+
+
+@dataclass
+class Counters:
+    """Cumulative counters of one side, or (after `minus`) their increase over a round."""
+
+    codes: dict[str, float] = field(default_factory=dict)
+    buckets: dict[float, float] = field(default_factory=dict)  # le -> cumulative count
+    positives: float = 0.0
+    rows: float = 0.0
+
+    def minus(self, prev: Counters) -> Counters:
+        def d(now: float, before: float) -> float:
+            return now - before if now >= before else now  # a reset (restart) starts at 0
+
+        codes = {k: d(v, prev.codes.get(k, 0.0)) for k, v in self.codes.items()}
+        buckets = {k: d(v, prev.buckets.get(k, 0.0)) for k, v in self.buckets.items()}
+        return Counters(codes, buckets, d(self.positives, prev.positives), d(self.rows, prev.rows))
+
+
+@dataclass(frozen=True)
+class SideStats:
+    """One side's numbers over one round."""
+
+    requests: int = 0
+    server_errors: int = 0
+    client_errors: int = 0
+    p99_ms: float | None = None
+    kpi: float | None = None
+
+    @classmethod
+    def of(cls, c: Counters) -> SideStats:
+        def n(pred: Callable[[str], bool]) -> int:
+            return round(sum(v for k, v in c.codes.items() if pred(k)))
+
+        p99 = quantile(0.99, c.buckets)
+        return cls(
+            requests=n(lambda _: True),
+            server_errors=n(lambda k: not k.isdigit() or k.startswith("5")),
+            client_errors=n(lambda k: k.startswith("4")),
+            p99_ms=None if p99 is None else p99 * 1000,
+            kpi=c.positives / c.rows if c.rows else None,
+        )
+
+    @property
+    def success_rate(self) -> float:
+        return 1 - self.server_errors / self.requests if self.requests else 1.0
+
+    @property
+    def client_error_rate(self) -> float:
+        return self.client_errors / self.requests if self.requests else 0.0
+
+    def line(self) -> str:
+        p99 = "-" if self.p99_ms is None else f"{self.p99_ms:.2f}ms"
+        kpi = "-" if self.kpi is None else f"{self.kpi:.3f}"
+        return f"n={self.requests} ok={self.success_rate:.3f} p99={p99} kpi={kpi}"
+
+
+def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
+    """Prometheus' histogram_quantile: linear interpolation inside the bucket holding rank q."""
+    edges = sorted(buckets.items())
+    if not edges or edges[-1][1] <= 0:
+        return None
+    rank, lower, below = q * edges[-1][1], 0.0, 0.0
+    for le, count in edges:
+        if count >= rank:
+            if math.isinf(le):  # beyond the last finite bucket: its bound is all we know
+                return lower
+            return lower + (le - lower) * (rank - below) / (count - below)
+        lower, below = le, count
+    return lower
+
+
+class MetricsSource:
+    """Scrapes the router's /metrics (latency, errors per upstream) and each side's KPI URL."""
+
+    def __init__(
+        self,
+        router_metrics_url: str,
+        kpi_urls: Mapping[str, str] | None = None,
+        kpi_labels: Mapping[str, str] | None = None,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.router_url = router_metrics_url
+        self.kpi_urls = dict(kpi_urls or {})
+        self.kpi_labels = dict(kpi_labels or {})  # e.g. {"model": "taxi"}
+        self.timeout_s = timeout_s
+        self._last: dict[str, Counters] | None = None
+
+    def scrape(self) -> dict[str, Counters]:
+        """Cumulative counters per side, read now."""
+        out = {side: Counters() for side in SIDES}
+        for s in self._samples(self.router_url):
+            c = out.get(s.labels.get("upstream", ""))
+            if c is None:
+                continue
+            if s.name == ROUTER_REQUESTS + "_total":
+                code = s.labels.get("code", "")
+                c.codes[code] = c.codes.get(code, 0.0) + s.value
+            elif s.name == ROUTER_LATENCY + "_bucket":
+                le = float(s.labels["le"])
+                c.buckets[le] = c.buckets.get(le, 0.0) + s.value
+        for side, url in self.kpi_urls.items():
+            for s in self._samples(url):
+                if any(s.labels.get(k) != v for k, v in self.kpi_labels.items()):
+                    continue
+                if s.name == POSITIVES:
+                    out[side].positives += s.value
+                elif s.name == ROWS:
+                    out[side].rows += s.value
+        return out
+
+    def delta(self) -> dict[str, SideStats]:
+        """Each side's numbers since the previous call (the first call only sets the baseline)."""
+        now = self.scrape()
+        prev, self._last = self._last, now
+        return {
+            side: SideStats.of(now[side].minus(prev[side]) if prev else Counters())
+            for side in SIDES
+        }
+
+    def _samples(self, url: str):
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
+                text = resp.read().decode()
+        except (OSError, ValueError) as exc:
+            raise MetricsError(f"cannot read {url}: {exc}") from exc
+        for family in text_string_to_metric_families(text):
+            yield from family.samples
+
+
+def judge(
+    policy: CanaryPolicy, champion: SideStats, challenger: SideStats
+) -> tuple[Verdict, list[str]]:
+    """One round's verdict and, if not `pass`, why."""
+    if min(champion.requests, challenger.requests) < policy.min_requests:
+        return "inconclusive", [
+            f"too little traffic: {challenger.requests} challenger / {champion.requests} "
+            f"champion requests (< {policy.min_requests})"
+        ]
+    why = []
+    if challenger.success_rate < policy.min_success_rate:
+        why.append(
+            f"success rate {challenger.success_rate:.3f} < {policy.min_success_rate} "
+            f"({challenger.server_errors} server errors in {challenger.requests})"
+        )
+    extra_4xx = challenger.client_error_rate - champion.client_error_rate
+    if extra_4xx > policy.max_client_error_increase:
+        why.append(f"4xx rate {extra_4xx:+.3f} above the champion's")
+    if challenger.p99_ms is not None and champion.p99_ms is not None:
+        if challenger.p99_ms > policy.max_p99_ms:
+            why.append(f"p99 {challenger.p99_ms:.2f} ms > budget {policy.max_p99_ms} ms")
+        if champion.p99_ms > 0 and challenger.p99_ms / champion.p99_ms > policy.max_p99_ratio:
+            why.append(
+                f"p99 {challenger.p99_ms:.2f} ms is {challenger.p99_ms / champion.p99_ms:.2f}x "
+                f"the champion's {champion.p99_ms:.2f} ms (> {policy.max_p99_ratio}x)"
+            )
+    kpis = (champion.kpi, challenger.kpi)
+    if None not in kpis and kpis[0] - kpis[1] > policy.max_kpi_drop:
+        why.append(
+            f"KPI {challenger.kpi:.3f} vs champion {champion.kpi:.3f} "
+            f"(drop > {policy.max_kpi_drop})"
+        )
+    return ("fail" if why else "pass"), why
+
+
+class TrafficBackend(Protocol):
+    """Whatever moves traffic: the local router now, a KServe InferenceService later."""
+
+    def set_challenger_percent(self, percent: int) -> None: ...
+
+    def set_mode(self, mode: str) -> None: ...
+
+
+class LocalRouterBackend:
+    """Drives `mlplatform.serving.router` over HTTP (a few attempts: a rollback must land)."""
+
+    def __init__(self, router_url: str, timeout_s: float = 5.0, attempts: int = 3) -> None:
+        self.url = router_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.attempts = attempts
+
+    def set_challenger_percent(self, percent: int) -> None:
+        self._post("/router/weights", {"challenger_percent": percent})
+
+    def set_mode(self, mode: str) -> None:
+        self._post("/router/mode", {"mode": mode})
+
+    def state(self) -> dict:
+        with urllib.request.urlopen(self.url + "/router/state", timeout=self.timeout_s) as r:
+            return json.loads(r.read())
+
+    def _post(self, path: str, body: dict) -> dict:
+        req = urllib.request.Request(
+            self.url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        for attempt in range(self.attempts):
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
+                    return json.loads(r.read())
+            except urllib.error.HTTPError:
+                raise  # the router refused the value: retrying will not help
+            except OSError:
+                if attempt == self.attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("not reached")
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    index: int
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    champion: SideStats
+    challenger: SideStats
+    decision: Literal["continue", "promoted", "rolled_back"] = "continue"
+
+    def line(self) -> str:
+        why = f" ({'; '.join(self.reasons)})" if self.reasons else ""
+        return (
+            f"round {self.index}: {self.verdict}{why} | challenger {self.challenger.line()} | "
+            f"champion {self.champion.line()} -> {self.decision}"
+        )
+
+
+@dataclass(frozen=True)
+class CanaryResult:
+    status: Literal["promoted", "rolled_back"]
+    reason: str
+    rounds: list[RoundReport]
+    duration_s: float  # from start() to the decision
+
+
+class CanaryController:
+    """Runs the analysis: `start`, then `step` until `result` is set (or just `run`)."""
+
+    def __init__(
+        self,
+        policy: CanaryPolicy,
+        backend: TrafficBackend,
+        metrics: MetricsSource,
+        *,
+        challenger_version: str = "",
+        ready_urls: Mapping[str, str] | None = None,
+        on_promote: Callable[[str], None] | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.policy, self.backend, self.metrics = policy, backend, metrics
+        self.challenger_version = challenger_version
+        self.ready_urls = dict(ready_urls or {})  # side -> URL answering 200 when ready
+        self.on_promote = on_promote or (lambda version: None)
+        self.log = log
+        self.rounds: list[RoundReport] = []
+        self.result: CanaryResult | None = None
+        self._stop = threading.Event()  # lets abort() cut a round's wait short
+        self._t0 = time.monotonic()
+        self._counts = {"pass": 0, "fail": 0, "inconclusive": 0}
+
+    def start(self) -> None:
+        """Check both sides, then shift the policy's traffic; raises CanaryRefused if unready."""
+        self._t0 = time.monotonic()
+        for side, url in self.ready_urls.items():
+            problem = _not_ready(url)
+            if problem:
+                self._rollback(f"refused to start: the {side} at {url} is not ready ({problem})")
+                raise CanaryRefused(self.result.reason)
+        try:
+            self.metrics.delta()  # fails early if the router's metrics cannot be read
+        except MetricsError as exc:
+            self._rollback(f"refused to start: {exc}")
+            raise CanaryRefused(self.result.reason) from exc
+        self.backend.set_challenger_percent(self.policy.challenger_percent)
+        self.backend.set_mode(self.policy.mode)
+        # The first requests after a shift still meet the old state (the champion's queue, cold
+        # connections to the challenger); judging them would blame the challenger for it.
+        self._stop.wait(self.policy.warmup_s)
+        self.metrics.delta()  # baseline: round 1 counts settled canary traffic only
+        self.log(f"canary started: {self.policy.challenger_percent}% ({self.policy.mode})")
+
+    def step(self) -> RoundReport:
+        """Wait one interval, judge it, and promote or roll back when the counts say so."""
+        if self.result is not None:
+            raise RuntimeError(f"the canary is over: {self.result.status}")
+        self._stop.wait(self.policy.interval_s)
+        try:
+            stats = self.metrics.delta()
+            verdict, why = judge(self.policy, stats["champion"], stats["challenger"])
+        except MetricsError as exc:  # e.g. the challenger's server died: a failed round
+            stats, verdict, why = {s: SideStats() for s in SIDES}, "fail", [str(exc)]
+        index = len(self.rounds) + 1
+        if self.result is None:  # abort() may have decided while we waited
+            self._counts[verdict] += 1
+            if self._counts["fail"] >= self.policy.failure_threshold:
+                failed = [r for r in self.rounds if r.verdict == "fail"]
+                lines = [f"round {r.index}: {'; '.join(r.reasons)}" for r in failed]
+                lines.append(f"round {index}: {'; '.join(why)}")
+                self._rollback(f"{self._counts['fail']} failed rounds: " + " | ".join(lines))
+            elif self._counts["pass"] >= self.policy.iterations:
+                self._promote()
+            elif self._counts["inconclusive"] >= self.policy.max_inconclusive:
+                self._rollback(f"{self._counts['inconclusive']} rounds without enough traffic")
+        decision = "continue" if self.result is None else self.result.status
+        champion, challenger = stats["champion"], stats["challenger"]
+        self.rounds.append(RoundReport(index, verdict, tuple(why), champion, challenger, decision))
+        return self.rounds[-1]
+
+    def run(self) -> CanaryResult:
+        """Start and step until promoted or rolled back, printing every round."""
+        try:
+            self.start()
+        except CanaryRefused as exc:
+            self.log(str(exc))
+            return self.result
+        while self.result is None:
+            self.log(self.step().line())
+        self.log(f"canary {self.result.status}: {self.result.reason}")
+        return self.result
+
+    def abort(self, reason: str = "aborted by the operator") -> CanaryResult:
+        """Roll back now (safe from another thread while `run` waits)."""
+        if self.result is None:
+            self._rollback(reason)
+        self._stop.set()
+        return self.result
+
+    def _rollback(self, reason: str) -> None:
+        # Mode first: champion-only stops challenger traffic at once, whatever the weight.
+        self.backend.set_mode("champion-only")
+        self.backend.set_challenger_percent(0)
+        self._finish("rolled_back", reason)
+
+    def _promote(self) -> None:
+        self.backend.set_challenger_percent(100)
+        self.backend.set_mode("split")
+        self._finish("promoted", f"{self._counts['pass']} rounds passed")
+        self.on_promote(self.challenger_version)
+
+    def _finish(self, status: Literal["promoted", "rolled_back"], reason: str) -> None:
+        # `rounds` is the live list so the report of the deciding round lands in it too.
+        self.result = CanaryResult(status, reason, self.rounds, time.monotonic() - self._t0)
+
+
+def _not_ready(url: str) -> str:
+    """'' when `url` answers 2xx, else what went wrong."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return "" if 200 <= resp.status < 300 else f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except OSError as exc:
+        return str(getattr(exc, "reason", exc))
