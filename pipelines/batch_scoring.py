@@ -5,9 +5,10 @@
 
 from pathlib import Path
 
-from kfp import compiler, dsl
+from kfp import dsl
 
 from components.serving import score_batch
+from pipelines.compiling import compile_pipeline
 from pipelines.resources import small
 
 
@@ -28,10 +29,7 @@ def batch_scoring_pipeline(
 
 
 def compile_to(out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "batch_scoring.yaml"
-    compiler.Compiler().compile(batch_scoring_pipeline, str(path))
-    return path
+    return compile_pipeline(batch_scoring_pipeline, out_dir, "batch_scoring.yaml")
 
 
 if __name__ == "__main__":

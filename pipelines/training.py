@@ -6,10 +6,11 @@ register (battery + champion-challenger gate).
 
 from pathlib import Path
 
-from kfp import compiler, dsl
+from kfp import dsl
 
 from components.data import build_features, ingest_data, validate_data
 from components.models import evaluate_model, register_model, select_model, train_model
+from pipelines.compiling import compile_pipeline
 from pipelines.resources import small
 
 PIPELINE_NAME = "mlplatform-training"
@@ -65,10 +66,7 @@ def training_pipeline(usecase: str = "taxi", source: str = "", home: str = "/dat
 
 
 def compile_to(out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "training.yaml"
-    compiler.Compiler().compile(training_pipeline, str(path))
-    return path
+    return compile_pipeline(training_pipeline, out_dir, "training.yaml")
 
 
 if __name__ == "__main__":

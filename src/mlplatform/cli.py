@@ -50,6 +50,12 @@ HomeOpt = Annotated[
 ]
 
 
+VersionOpt = Annotated[str | None, typer.Option("--version", help="Registry version.")]
+AliasOpt = Annotated[
+    str | None, typer.Option("--alias", help="Registry alias (default challenger).")
+]
+
+
 def _fail(msg: str, code: int = 2) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
@@ -300,10 +306,8 @@ def _model_uri(usecase: str, home: Path | None, version: str | None, alias: str 
 def package_verify(
     usecase: UsecaseOpt = "taxi",
     home: HomeOpt = None,
-    version: Annotated[str | None, typer.Option("--version", help="Registry version.")] = None,
-    alias: Annotated[
-        str | None, typer.Option("--alias", help="Registry alias (default challenger).")
-    ] = None,
+    version: VersionOpt = None,
+    alias: AliasOpt = None,
     rows: Annotated[int, typer.Option("--rows", help="Sample size.")] = 200,
     tolerance: Annotated[
         float, typer.Option("--tolerance", help="Allowed max abs difference (Keras: 1e-6).")
@@ -338,10 +342,8 @@ def package_edge(
     out: Annotated[Path, typer.Argument(help="Folder for the edge model + preprocessor.")],
     usecase: UsecaseOpt = "taxi",
     home: HomeOpt = None,
-    version: Annotated[str | None, typer.Option("--version", help="Registry version.")] = None,
-    alias: Annotated[
-        str | None, typer.Option("--alias", help="Registry alias (default challenger).")
-    ] = None,
+    version: VersionOpt = None,
+    alias: AliasOpt = None,
 ) -> None:
     """Export to ONNX (logistic, XGBoost) or TFLite (Keras) with a parity check and timing."""
     import tempfile
@@ -406,10 +408,8 @@ def score(
     output: Annotated[Path, typer.Argument(help="Parquet file to write.")],
     usecase: UsecaseOpt = "taxi",
     home: HomeOpt = None,
-    version: Annotated[str | None, typer.Option("--version", help="Registry version.")] = None,
-    alias: Annotated[
-        str | None, typer.Option("--alias", help="Registry alias (default challenger).")
-    ] = None,
+    version: VersionOpt = None,
+    alias: AliasOpt = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk.")] = 50_000,
 ) -> None:
     """Batch-score a file with a registered model; rows keep model and data versions."""

@@ -188,12 +188,12 @@ def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, 
     model = mlflow.pyfunc.load_model(model_uri)
     numeric, categorical = model_inputs(spec)
     preds = _predictions(run_id)
-    test_rows = signature_frame(preds, _pre_like(numeric, categorical))
+    test_rows = signature_frame(preds, numeric, categorical)
     full = pd.read_parquet(training_set)
     usable = Catalogue(Workspace.for_usecase(home, spec.name).catalogue).usable(spec.name)
     latest = usable[-1].batch_id if usable else None
     batch = full[full["batch_id"] == latest] if latest else full.iloc[0:0]
-    batch_rows = signature_frame(batch, _pre_like(numeric, categorical))
+    batch_rows = signature_frame(batch, numeric, categorical)
     if not spec.slices.protected:
         fairness = (True, "no protected attributes declared")
     elif cand.fairness_passed:
@@ -234,10 +234,3 @@ def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "registration.json").write_text(json.dumps(outcome, indent=2))
     return outcome
-
-
-class _pre_like:
-    """Just the input lists signature_frame needs, without loading the model's preprocessor."""
-
-    def __init__(self, numeric: list[str], categorical: list[str]) -> None:
-        self.numeric, self.categorical = numeric, categorical

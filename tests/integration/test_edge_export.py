@@ -55,7 +55,7 @@ def test_export_matches_pyfunc(data, family, tmp_path):
     y = s.train[spec.label].astype(int).to_numpy()
     fam.fit(s.train, y, s.valid, s.valid[spec.label].astype(int).to_numpy())
     model_dir = save_model_dir(fam, 0.5, tmp_path / "model_dir")
-    sample = signature_frame(s.test, pre).head(300)
+    sample = signature_frame(s.test, pre.numeric, pre.categorical).head(300)
     report = export_edge(model_dir, tmp_path / "edge", _Pyfunc(fam), sample)
     assert report.max_abs_diff <= 1e-5
     assert report.format == ("tflite" if family == "keras" else "onnx")
@@ -73,5 +73,10 @@ def test_parity_failure_is_refused(data, tmp_path):
             return pd.DataFrame({"probability": self.fam.predict_proba(df) + 0.01})
 
     with pytest.raises(EdgeParityError, match="differs from the pyfunc"):
-        export_edge(model_dir, tmp_path / "edge", Shifted(fam), signature_frame(s.test, pre))
+        export_edge(
+            model_dir,
+            tmp_path / "edge",
+            Shifted(fam),
+            signature_frame(s.test, pre.numeric, pre.categorical),
+        )
     assert not (tmp_path / "edge").exists()

@@ -96,8 +96,8 @@ class FeatureRepo:
         name = rows_view_name(self.spec)
         rows.to_parquet(table_path(self.data_dir, name), index=False)
         written[name] = len(rows)
+        full = pd.concat(frames, ignore_index=True) if self.spec.features.aggregates else None
         for agg in self.spec.features.aggregates:
-            full = pd.concat(frames, ignore_index=True)
             table = aggregate_table(full, agg)
             vname = f"{self.spec.name}_{agg.name}"
             table.to_parquet(table_path(self.data_dir, vname), index=False)

@@ -47,6 +47,7 @@ class EdgeModel:
         meta = json.loads((folder / "edge.json").read_text())
         self.family, self.format = meta["family"], meta["format"]
         self.pre = Preprocessor.from_json((folder / "preprocessor.json").read_text())
+        self.inputs_of = FAMILIES[self.family](self.pre)  # builds inputs; holds no model
         if self.format == "onnx":
             import onnxruntime as ort
 
@@ -62,17 +63,9 @@ class EdgeModel:
             self.interp.allocate_tensors()
 
     def features(self, df: pd.DataFrame):
-        if self.family == "logistic":
-            return self.pre.one_hot(df).astype("float32")
-        if self.family == "xgboost":
-            return np.hstack([self.pre.numeric_raw(df), self.pre.codes(df)]).astype("float32")
-        x = self.pre.numeric_raw(df)
-        med = np.array([self.pre.medians[c] for c in self.pre.numeric])
-        feeds = {"numeric": np.where(np.isnan(x), med, x).astype("float32")}
-        codes = self.pre.codes(df)
-        for j in range(len(self.pre.categorical)):
-            feeds[f"cat_{j}"] = codes[:, j : j + 1].astype("int64")
-        return feeds
+        """The family's own model inputs, as float32 where the runtimes expect it."""
+        inputs = self.inputs_of.model_inputs(df)
+        return inputs if isinstance(inputs, dict) else inputs.astype("float32")
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
         x = self.features(df)

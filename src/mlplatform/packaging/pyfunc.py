@@ -66,12 +66,12 @@ def save_model_dir(family: Family, threshold: float, folder: Path) -> Path:
     return folder
 
 
-def signature_frame(df: pd.DataFrame, pre: Preprocessor) -> pd.DataFrame:
+def signature_frame(df: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """The request contract: numeric inputs as double (nullable), categorical as string."""
     out = pd.DataFrame(index=range(len(df)))
-    for c in pre.numeric:
+    for c in numeric:
         out[c] = pd.to_numeric(df[c].reset_index(drop=True), errors="coerce").astype("float64")
-    for c in pre.categorical:
+    for c in categorical:
         col = df[c].reset_index(drop=True)
         out[c] = col.astype("object").where(col.notna(), None)
     return out
@@ -82,7 +82,7 @@ def log_pyfunc(family: Family, threshold: float, example: pd.DataFrame, workdir:
     from mlflow.models import infer_signature
 
     folder = save_model_dir(family, threshold, workdir / "model_dir")
-    inputs = signature_frame(example, family.pre)
+    inputs = signature_frame(example, family.pre.numeric, family.pre.categorical)
     outputs = PlatformModel()
     outputs.family, outputs.threshold, outputs.inputs = family, threshold, family.pre.inputs
     signature = infer_signature(inputs, outputs.predict(None, inputs))

@@ -6,7 +6,6 @@ hash, the same id the data catalogue uses), so a prediction can be traced to bot
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 import time
@@ -16,6 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from mlplatform.data.ingest import detect_format, file_sha256
+from mlplatform.data.reading import count_records
 
 log = logging.getLogger(__name__)
 
@@ -29,27 +31,16 @@ class BatchResult:
     seconds: float
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+def _is_parquet(path: Path) -> bool:
+    return detect_format(path) == "parquet"
 
 
 def _chunks(path: Path, chunk_rows: int):
-    if path.suffix.lower() in (".parquet", ".pq"):
+    if _is_parquet(path):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
             yield batch.to_pandas()
     else:
         yield from pd.read_csv(path, chunksize=chunk_rows, keep_default_na=True)
-
-
-def _count(path: Path) -> int | None:
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pq.ParquetFile(path).metadata.num_rows
-    with open(path, "rb") as fh:
-        return max(sum(1 for _ in fh) - 1, 0)
 
 
 def score_file(
@@ -66,8 +57,8 @@ def score_file(
     source, output = Path(source), Path(output)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such input file")
-    total = _count(source)
-    data_version = _sha256(source)
+    total = count_records(source, "parquet" if _is_parquet(source) else "csv")
+    data_version = file_sha256(source)  # the data catalogue's batch id for these bytes
     contract = Contract.from_schema(model.metadata.get_input_schema())
     tmp = output.with_suffix(output.suffix + ".partial")  # never a half-written output
     writer = None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import random
 import re
@@ -42,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mlplatform.serving.process import add_bind_args, serve
 from mlplatform.serving.router import DROP_FROM_RESPONSE, HOP_BY_HOP, LATENCY_BUCKETS, METHODS
 
 MODEL_IN_PATH = re.compile(r"^/v[12]/models/([^/:]+)")
@@ -188,8 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         help="Flip this share of predicted rows (default when given: all)",
     )
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--host", default="127.0.0.1", help="Bind address (default loopback)")
-    ap.add_argument("--port", type=int, default=8080)
+    add_bind_args(ap)
     args = ap.parse_args(argv)
     try:
         proxy = FaultProxy(
@@ -202,13 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as exc:
         ap.error(str(exc))
-    import uvicorn
-
-    # Everything loaded so far lives as long as the process: keep it out of the collector, so
-    # a full collection does not pause every in-flight request (it is ~10 ms here, ~230 ms in
-    # a model server that has mlflow loaded).
-    gc.freeze()
-    uvicorn.run(proxy.app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    serve(proxy.app, args.host, args.port)
 
 
 if __name__ == "__main__":

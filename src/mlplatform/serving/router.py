@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import hashlib
 import logging
 import random
@@ -47,6 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlplatform.serving.canary import MODES, ROUTER_LATENCY, ROUTER_REQUESTS
+from mlplatform.serving.process import add_bind_args, configure_logging, serve
 
 log = logging.getLogger("mlplatform.serving.router")
 
@@ -180,21 +180,20 @@ class Router:
         return JSONResponse(self.describe())
 
     async def set_weights(self, request: Request) -> JSONResponse:
-        try:
-            body = await request.json()
-            percent = _percent(body["challenger_percent"])
-        except (ValueError, KeyError, TypeError) as exc:
-            return _bad(f"challenger_percent: {exc}; send {{'challenger_percent': 0..100}}")
-        self._swap(challenger_percent=percent)
-        return JSONResponse(self.describe())
+        return await self._update(
+            request, "challenger_percent", _percent, "{'challenger_percent': 0..100}"
+        )
 
     async def set_mode(self, request: Request) -> JSONResponse:
+        return await self._update(request, "mode", _mode, f"{{'mode': one of {list(MODES)}}}")
+
+    async def _update(self, request: Request, field: str, parse, expected: str) -> JSONResponse:
+        """Parse one field of the JSON body and swap it into the state, or answer 400."""
         try:
-            body = await request.json()
-            mode = _mode(body["mode"])
+            value = parse((await request.json())[field])
         except (ValueError, KeyError, TypeError) as exc:
-            return _bad(f"mode: {exc}; send {{'mode': one of {list(MODES)}}}")
-        self._swap(mode=mode)
+            return _bad(f"{field}: {exc}; send {expected}")
+        self._swap(**{field: value})
         return JSONResponse(self.describe())
 
     def _swap(self, **changes) -> None:
@@ -298,14 +297,9 @@ def main(argv: list[str] | None = None) -> None:
         default=5.0,
         help="After this the request is retried on the champion",
     )
-    ap.add_argument("--host", default="127.0.0.1", help="Bind address (default loopback)")
-    ap.add_argument("--port", type=int, default=8080)
+    add_bind_args(ap)
     args = ap.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     try:
         router = Router(
             args.champion,
@@ -317,13 +311,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as exc:
         ap.error(str(exc))
-    import uvicorn
-
-    # Everything loaded so far lives as long as the process: keep it out of the collector, so
-    # a full collection does not pause every in-flight request (it is ~10 ms here, ~230 ms in
-    # a model server that has mlflow loaded).
-    gc.freeze()
-    uvicorn.run(router.app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    serve(router.app, args.host, args.port)
 
 
 if __name__ == "__main__":

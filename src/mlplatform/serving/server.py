@@ -22,6 +22,7 @@ from kserve.errors import InvalidInput
 from prometheus_client import Counter, Histogram
 
 from mlplatform.serving.contract import Contract, ContractError
+from mlplatform.serving.process import add_bind_args, configure_logging, serve
 
 log = logging.getLogger("mlplatform.serving")
 
@@ -201,31 +202,16 @@ def main(argv: list[str] | None = None) -> None:
         help="models:/<registered>@<alias> or models:/<registered>/<version>",
     )
     ap.add_argument("--tracking-uri", default=None, help="MLflow tracking/registry URI")
-    ap.add_argument("--host", default="127.0.0.1", help="Bind address (default loopback)")
-    ap.add_argument("--port", type=int, default=8080)
+    add_bind_args(ap)
     args = ap.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     model = PlatformModel(args.model_name, args.model_uri, args.tracking_uri)
     try:
         model.load()
     except Exception as exc:  # a server that cannot load must say why and exit non-zero
         log.error("cannot load %s: %s", args.model_uri, exc)
         raise SystemExit(2) from exc
-    import gc
-
-    import uvicorn
-
-    # mlflow and the model leave ~400k long-lived objects; a full collection over them paused
-    # the server ~230 ms (a p99 spike). Freezing moves them out of the collector's way.
-    gc.collect()
-    gc.freeze()
-    uvicorn.run(
-        build_app(model), host=args.host, port=args.port, log_level="warning", access_log=False
-    )
+    serve(build_app(model), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,11 @@ class Family:
     def fit(self, train: pd.DataFrame, y: np.ndarray, valid: pd.DataFrame, y_valid: np.ndarray):
         raise NotImplementedError
 
+    def model_inputs(self, df: pd.DataFrame):
+        """What the fitted model consumes (a matrix, or named arrays for Keras); the edge
+        export feeds its runtimes with the same."""
+        raise NotImplementedError
+
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class, one float per row."""
         raise NotImplementedError
@@ -63,11 +68,14 @@ class LogisticFamily(Family):
         self.model = LogisticRegression(
             C=self.params["C"], max_iter=self.params["max_iter"], random_state=self.seed
         )
-        self.model.fit(self.pre.one_hot(train), y)
+        self.model.fit(self.model_inputs(train), y)
         return self
 
+    def model_inputs(self, df):
+        return self.pre.one_hot(df)
+
     def predict_proba(self, df):
-        return self.model.predict_proba(self.pre.one_hot(df))[:, 1]
+        return self.model.predict_proba(self.model_inputs(df))[:, 1]
 
     def save(self, folder):
         import joblib
@@ -101,7 +109,7 @@ class XGBoostFamily(Family):
             "early_stopping_rounds": 30,
         }
 
-    def _x(self, df: pd.DataFrame) -> np.ndarray:
+    def model_inputs(self, df: pd.DataFrame) -> np.ndarray:
         # Category codes as ordinal numbers: trees split them into groups well enough here,
         # and the model stays a plain float matrix for ONNX export.
         return np.hstack([self.pre.numeric_raw(df), self.pre.codes(df).astype("float64")])
@@ -116,7 +124,12 @@ class XGBoostFamily(Family):
             random_state=self.seed,
             eval_metric="auc",
         )
-        self.model.fit(self._x(train), y, eval_set=[(self._x(valid), y_valid)], verbose=False)
+        self.model.fit(
+            self.model_inputs(train),
+            y,
+            eval_set=[(self.model_inputs(valid), y_valid)],
+            verbose=False,
+        )
         best = getattr(self.model, "best_iteration", None)
         if best is not None:
             # Keep only the trees early stopping chose: a booster keeps all of them, and
@@ -132,7 +145,7 @@ class XGBoostFamily(Family):
         self.booster.set_param({"nthread": 1})
 
     def predict_proba(self, df):
-        return np.asarray(self.booster.inplace_predict(self._x(df)), dtype="float64")
+        return np.asarray(self.booster.inplace_predict(self.model_inputs(df)), dtype="float64")
 
     def save(self, folder):
         self.model.save_model(folder / self.model_file)
@@ -168,7 +181,7 @@ class KerasFamily(Family):
             "patience": 5,
         }
 
-    def _inputs(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+    def model_inputs(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
         x = self.pre.numeric_raw(df)
         med = np.array([self.pre.medians[c] for c in self.pre.numeric])
         feeds = {"numeric": np.where(np.isnan(x), med, x).astype("float32")}
@@ -206,7 +219,7 @@ class KerasFamily(Family):
         import tf_keras as keras
 
         keras.utils.set_random_seed(self.seed)
-        feeds = self._inputs(train)
+        feeds = self.model_inputs(train)
         self.model = self._build(feeds["numeric"])
         stop = keras.callbacks.EarlyStopping(
             monitor="val_auc",
@@ -217,7 +230,7 @@ class KerasFamily(Family):
         self.model.fit(
             feeds,
             y.astype("float32"),
-            validation_data=(self._inputs(valid), y_valid.astype("float32")),
+            validation_data=(self.model_inputs(valid), y_valid.astype("float32")),
             epochs=self.params["epochs"],
             batch_size=self.params["batch_size"],
             callbacks=[stop],
@@ -226,7 +239,7 @@ class KerasFamily(Family):
         return self
 
     def predict_proba(self, df):
-        feeds = self._inputs(df)
+        feeds = self.model_inputs(df)
         if len(df) <= 1024:  # a direct call avoids predict()'s per-call setup (~30 ms)
             return self.model(feeds, training=False).numpy().reshape(-1).astype("float64")
         return self.model.predict(feeds, batch_size=4096, verbose=0).reshape(-1).astype("float64")

@@ -82,7 +82,7 @@ def train_candidate(usecase: str, family: str, training_set: Path, home: Path) -
             info = log_pyfunc(fam, spec.selection.threshold, splits.test, Path(tmp))
             mlflow.set_tag("model_uri", info.model_uri)
             model = mlflow.pyfunc.load_model(info.model_uri)
-            inputs = signature_frame(splits.test, pre)
+            inputs = signature_frame(splits.test, pre.numeric, pre.categorical)
             out = model.predict(inputs)
             preds = _prediction_frame(splits, spec, out["probability"].to_numpy())
             path = Path(tmp) / "test_predictions.parquet"
