@@ -8,7 +8,7 @@ SERVING_PY := .venv-serving/bin/python
 # uv: the machine's, or the copy `make` installs with pip on first use.
 UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
-DEB_PACKAGES := redis-server postgresql
+DEB_PACKAGES := redis-server postgresql prometheus
 
 .PHONY: help setup setup-serving lock run compile test test-slow lint schemas bench clean mlflow-ui serve
 
@@ -36,7 +36,7 @@ help: ## List the targets
 	VIRTUAL_ENV=.venv-serving $(UV) pip install --quiet --no-deps -e .
 	@touch $@
 
-.make/deb:
+.make/deb: Makefile
 	@mkdir -p .make
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

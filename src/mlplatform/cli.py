@@ -3,6 +3,7 @@ so `--help` answers at once."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -514,6 +515,11 @@ def compile_pipelines(
 
     for module in (training, batch_scoring):
         typer.echo(f"wrote {module.compile_to(out)}")
+
+
+# Command groups kept in their own modules; each exposes register(app).
+for _module in ("serving", "governance", "monitoring", "cluster"):
+    importlib.import_module(f"mlplatform.cli_{_module}").register(app)
 
 
 if __name__ == "__main__":
