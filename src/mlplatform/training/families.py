@@ -30,7 +30,16 @@ class Family:
     def default_params(cls) -> dict:
         return {}
 
-    def fit(self, train: pd.DataFrame, y: np.ndarray, valid: pd.DataFrame, y_valid: np.ndarray):
+    def fit(
+        self,
+        train: pd.DataFrame,
+        y: np.ndarray,
+        valid: pd.DataFrame,
+        y_valid: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+    ):
+        """Fit on `train` (early stopping on `valid` where the family has it); rows weigh
+        `sample_weight` (e.g. the fairness reweighing), else 1."""
         raise NotImplementedError
 
     def model_inputs(self, df: pd.DataFrame):
@@ -62,13 +71,13 @@ class LogisticFamily(Family):
     def default_params(cls) -> dict:
         return {"C": 1.0, "max_iter": 2000}
 
-    def fit(self, train, y, valid, y_valid):
+    def fit(self, train, y, valid, y_valid, sample_weight=None):
         from sklearn.linear_model import LogisticRegression
 
         self.model = LogisticRegression(
             C=self.params["C"], max_iter=self.params["max_iter"], random_state=self.seed
         )
-        self.model.fit(self.model_inputs(train), y)
+        self.model.fit(self.model_inputs(train), y, sample_weight=sample_weight)
         return self
 
     def model_inputs(self, df):
@@ -114,7 +123,7 @@ class XGBoostFamily(Family):
         # and the model stays a plain float matrix for ONNX export.
         return np.hstack([self.pre.numeric_raw(df), self.pre.codes(df).astype("float64")])
 
-    def fit(self, train, y, valid, y_valid):
+    def fit(self, train, y, valid, y_valid, sample_weight=None):
         from xgboost import XGBClassifier
 
         self.model = XGBClassifier(
@@ -127,6 +136,7 @@ class XGBoostFamily(Family):
         self.model.fit(
             self.model_inputs(train),
             y,
+            sample_weight=sample_weight,
             eval_set=[(self.model_inputs(valid), y_valid)],
             verbose=False,
         )
@@ -215,7 +225,7 @@ class KerasFamily(Family):
         )
         return model
 
-    def fit(self, train, y, valid, y_valid):
+    def fit(self, train, y, valid, y_valid, sample_weight=None):
         import tf_keras as keras
 
         keras.utils.set_random_seed(self.seed)
@@ -230,6 +240,7 @@ class KerasFamily(Family):
         self.model.fit(
             feeds,
             y.astype("float32"),
+            sample_weight=None if sample_weight is None else sample_weight.astype("float32"),
             validation_data=(self.model_inputs(valid), y_valid.astype("float32")),
             epochs=self.params["epochs"],
             batch_size=self.params["batch_size"],

@@ -52,6 +52,7 @@ def train_candidate(usecase: str, family: str, training_set: Path, home: Path) -
     from mlplatform.packaging.latency import measure
     from mlplatform.packaging.pyfunc import log_pyfunc, signature_frame
     from mlplatform.tracking import use_workspace
+    from mlplatform.training.mitigation import reweighing_weights
 
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
@@ -73,10 +74,22 @@ def train_candidate(usecase: str, family: str, training_set: Path, home: Path) -
                 "recent_start": str(splits.recent_start),
             }
         )
-        t0 = time.perf_counter()
-        fam.fit(
-            splits.train, _labels(splits.train, spec), splits.valid, _labels(splits.valid, spec)
+        y_train = _labels(splits.train, spec)
+        weights = None
+        if spec.fairness.mitigation == "reweigh" and spec.slices.protected:
+            weights = reweighing_weights(splits.train, y_train, spec)
+        mlflow.log_params(
+            {
+                "fairness_mitigation": spec.fairness.mitigation,
+                **(
+                    {"weight_min": round(weights.min(), 4), "weight_max": round(weights.max(), 4)}
+                    if weights is not None
+                    else {}
+                ),
+            }
         )
+        t0 = time.perf_counter()
+        fam.fit(splits.train, y_train, splits.valid, _labels(splits.valid, spec), weights)
         mlflow.log_metric("fit_seconds", round(time.perf_counter() - t0, 3))
         with tempfile.TemporaryDirectory() as tmp:
             info = log_pyfunc(fam, spec.selection.threshold, splits.test, Path(tmp))
