@@ -210,6 +210,11 @@ class Fairness(_Strict):
         description="A group whose rate rests on fewer rows (positives for FNR, negatives "
         "for FPR) is reported, not gated.",
     )
+    mitigation: Literal["none", "reweigh"] = Field(
+        default="none",
+        description="'reweigh': training rows are weighted so that the label is independent "
+        "of every protected attribute (mlplatform.training.mitigation).",
+    )
 
 
 class Selection(_Strict):
@@ -224,8 +229,27 @@ class Selection(_Strict):
 
 
 class Kpi(_Strict):
+    """The business KPI, computed on labelled traffic by mlplatform.monitoring.performance."""
+
     name: str
     description: str
+    kind: Literal["positive_recall", "expected_loss"] | None = Field(
+        default=None,
+        description="`positive_recall`: share of positive cases flagged at the threshold "
+        "(higher is better); `expected_loss`: missed positives x `exposure_column` x "
+        "`loss_given_default`, plus `review_cost` per flagged row, per row (lower is better).",
+    )
+    exposure_column: str | None = Field(
+        default=None, description="expected_loss: the amount at risk of a row (a raw column)."
+    )
+    loss_given_default: float = Field(default=1.0, gt=0, le=1)
+    review_cost: float = Field(default=0.0, ge=0, description="expected_loss: per flagged row.")
+
+    @model_validator(mode="after")
+    def _exposure(self) -> Kpi:
+        if self.kind == "expected_loss" and not self.exposure_column:
+            raise ValueError("kpi: kind 'expected_loss' needs an `exposure_column`")
+        return self
 
 
 class Alerts(_Strict):
@@ -238,6 +262,17 @@ class Alerts(_Strict):
         if self.sink == "webhook" and not self.url:
             raise ValueError("alerts: sink 'webhook' needs a `url`")
         return self
+
+
+class ModelCard(_Strict):
+    """What a model card says that no measurement can: written by people, printed as is.
+    (Intended use and limitations are the use case's own `intended_use` / `limitations`.)"""
+
+    ethical_considerations: str = Field(
+        default="", description="Who could be harmed and how; what the fairness gate covers."
+    )
+    out_of_scope: str = Field(default="", description="Uses the model must not be put to.")
+    owners: tuple[str, ...] = Field(default=(), description="Teams or people answerable for it.")
 
 
 class UseCase(_Strict):
@@ -261,6 +296,7 @@ class UseCase(_Strict):
     alerts: Alerts = Alerts()
     intended_use: str = ""
     limitations: str = ""
+    model_card: ModelCard | None = None
 
     @model_validator(mode="after")
     def _cross_check(self) -> UseCase:
@@ -304,6 +340,8 @@ class UseCase(_Strict):
         for i, e in enumerate(self.slices.edge_cases):
             for ref in sorted(_query_names(e.where, e.name)):
                 need(ref, ("slices", "edge_cases", i, "where"))
+        if self.kpi is not None and self.kpi.exposure_column:
+            need(self.kpi.exposure_column, ("kpi", "exposure_column"))
         for i, a in enumerate(self.features.aggregates):
             need(a.group_by, ("features", "aggregates", i, "group_by"))
             for j, m in enumerate(a.mean_of):
@@ -321,8 +359,10 @@ class UseCase(_Strict):
         return tuple(c for c in self.columns if c.role is Role.FEATURE)
 
     def spec_hash(self) -> str:
-        """A stable hash of the spec's content, recorded in lineage."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """A stable hash of the spec's content, recorded in lineage. The model card's prose
+        is left out: rewording it changes no model, so it must not break lineage."""
+        content = self.model_dump(mode="json", exclude={"model_card"})
+        blob = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
