@@ -1,9 +1,204 @@
-"""`mlplatform` commands for cluster (registered by mlplatform.cli)."""
+"""`mlplatform cluster ...`: images, a kind cluster with KFP + KServe, submit, deploy, canary
+(registered by mlplatform.cli). Every command checks the tools it drives first and says what
+to install; the logic lives in mlplatform.cluster."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+cluster_app = typer.Typer(
+    help="Kubeflow on kind: images, cluster, submit pipelines, deploy models.",
+    no_args_is_help=True,
+)
+
+PIPELINES = ("training", "batch_scoring")
+HostOpt = Annotated[
+    str,
+    typer.Option(
+        "--host",
+        help="KFP UI/API address (`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`).",
+    ),
+]
+ContextOpt = Annotated[
+    str | None, typer.Option("--context", help="kubectl context (default: kind-mlplatform).")
+]
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _guard(fn, *args, **kwargs):
+    """Run a cluster step; a missing tool or a refused step becomes a one-line error."""
+    from mlplatform.cluster.tools import ToolMissing
+
+    try:
+        return fn(*args, **kwargs)
+    except ToolMissing as exc:
+        _fail(str(exc), 3)
+    except (RuntimeError, ValueError, LookupError) as exc:
+        _fail(str(exc))
+
+
+def _repo() -> Path:
+    from mlplatform.workspace import REPO_ROOT
+
+    return REPO_ROOT
+
+
+def _context(context: str | None) -> str:
+    from mlplatform.cluster.kind import CLUSTER_NAME
+
+    return context or f"kind-{CLUSTER_NAME}"
+
+
+@cluster_app.command("tools")
+def tools() -> None:
+    """Say which of docker, kind and kubectl are installed (and how to get the others)."""
+    from mlplatform.cluster.tools import INSTALL_HINTS, ToolMissing, require
+
+    missing = 0
+    for tool in INSTALL_HINTS:
+        try:
+            typer.echo(f"{tool}: {require(tool)[tool]}")
+        except ToolMissing as exc:
+            missing += 1
+            typer.echo(str(exc))
+    raise typer.Exit(3 if missing else 0)
+
+
+@cluster_app.command("images")
+def build_images(
+    load: Annotated[bool, typer.Option("--load", help="Also `kind load docker-image`.")] = False,
+) -> None:
+    """docker build the component and serving images (MLPLATFORM_*_IMAGE name them)."""
+    from mlplatform.cluster import images
+    from mlplatform.cluster.kind import CLUSTER_NAME
+
+    for name in _guard(images.build, _repo()):
+        typer.echo(f"built {name}")
+    if load:
+        _guard(images.load_into_kind, CLUSTER_NAME)
+
+
+@cluster_app.command("up")
+def up(
+    build: Annotated[bool, typer.Option("--build/--no-build", help="Build images first.")] = True,
+) -> None:
+    """Create the kind cluster; install KFP, cert-manager, Knative, KServe and the manifests."""
+    from mlplatform.cluster import kind
+
+    shared = Path(os.environ.get("MLPLATFORM_SHARED_DATA", _repo().parent / "shared" / "data"))
+    _guard(kind.up, _repo(), shared, build_images=build)
+    typer.echo(
+        "cluster ready. KFP UI: kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80, "
+        "then http://127.0.0.1:8080"
+    )
+
+
+@cluster_app.command("down")
+def down() -> None:
+    """Delete the kind cluster (the host folder .mlplatform/kind stays)."""
+    from mlplatform.cluster import kind
+
+    _guard(kind.down)
+
+
+@cluster_app.command("submit")
+def submit(
+    usecase: Annotated[str, typer.Option("--usecase", "-u", help="Use-case name.")] = "taxi",
+    pipeline: Annotated[str, typer.Option("--pipeline", help="training|batch_scoring")] = (
+        "training"
+    ),
+    source: Annotated[
+        str | None, typer.Option("--source", help="Input file as the pods see it (/data/...).")
+    ] = None,
+    host: HostOpt = "http://127.0.0.1:8080",
+) -> None:
+    """Upload the compiled pipeline, start a run, print its link in the KFP UI."""
+    from mlplatform.cluster.submit import cluster_source
+    from mlplatform.cluster.submit import submit as do_submit
+    from mlplatform.spec import SpecError, load_spec, resolve_usecase
+
+    if pipeline not in PIPELINES:
+        _fail(f"--pipeline {pipeline!r}: expected one of {', '.join(PIPELINES)}")
+    package = _repo() / "pipelines" / "compiled" / f"{pipeline}.yaml"
+    if not package.exists():
+        _fail(f"{package} is missing: run `make compile`")
+    try:
+        spec = load_spec(resolve_usecase(usecase, _repo()))
+    except SpecError as exc:
+        _fail(str(exc))
+    params = {"usecase": spec.name, "home": "/data/mlplatform"}
+    params["source"] = source or _guard(cluster_source, spec.source.path)
+    name = f"mlplatform-{pipeline.replace('_', '-')}"
+    try:
+        done = do_submit(package, name, params, host=host)
+    except Exception as exc:  # the KFP API is an external system: say where it failed
+        _fail(f"cannot submit to Kubeflow Pipelines at {host}: {exc}")
+    typer.echo(f"pipeline {name} version {done.version_name} ({done.version_id})")
+    typer.echo(f"run {done.run_id}: {done.url}")
+
+
+@cluster_app.command("deploy")
+def deploy(
+    usecase: Annotated[str, typer.Option("--usecase", "-u", help="Use-case name.")] = "taxi",
+    alias: Annotated[str, typer.Option("--alias", help="Registry alias.")] = "champion",
+    canary_percent: Annotated[
+        int | None,
+        typer.Option("--canary-percent", help="Roll the alias out as a canary with this share."),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            help="The cluster's MLflow (default $MLPLATFORM_TRACKING_URI or http://127.0.0.1:5000"
+            " after `kubectl port-forward -n mlplatform svc/mlflow 5000`).",
+        ),
+    ] = None,
+    context: ContextOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print, do not apply.")] = False,
+) -> None:
+    """Serve a registry alias with KServe (InferenceService from manifests/base/serving)."""
+    from mlplatform.cluster import deploy as d
+    from mlplatform.cluster.manifests import to_yaml
+
+    uri = tracking_uri or os.environ.get("MLPLATFORM_TRACKING_URI") or "http://127.0.0.1:5000"
+    try:
+        resolved = d.resolve(usecase, alias, uri)
+    except ValueError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # MLflow server unreachable, alias missing
+        _fail(f"cannot resolve {usecase}@{alias} in the registry at {uri}: {exc}")
+    isvc = _guard(d.render, _repo(), usecase, resolved, canary_percent)
+    if dry_run:
+        typer.echo(to_yaml([isvc]), nl=False)
+        return
+    _guard(d.apply, isvc, _context(context))
+    share = f"{canary_percent}% canary" if canary_percent is not None else "all traffic"
+    typer.echo(f"{resolved.model} v{resolved.version} ({alias}) -> {resolved.storage_uri}, {share}")
+
+
+@cluster_app.command("canary")
+def canary(
+    percent: Annotated[int, typer.Argument(help="Challenger share 0..100 (0 = roll back).")],
+    usecase: Annotated[str, typer.Option("--usecase", "-u", help="Use-case name.")] = "taxi",
+    context: ContextOpt = None,
+) -> None:
+    """Set canaryTrafficPercent of the use case's InferenceService (manual promote/rollback)."""
+    from mlplatform.cluster.layout import NAMESPACE
+    from mlplatform.serving.kserve_backend import KServeBackend
+
+    backend = KServeBackend.from_kubeconfig(usecase, NAMESPACE, context=_context(context))
+    _guard(backend.set_challenger_percent, percent)
+    typer.echo(f"{NAMESPACE}/{usecase}: canaryTrafficPercent={percent}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.add_typer(cluster_app, name="cluster")

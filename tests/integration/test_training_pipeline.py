@@ -93,7 +93,7 @@ def test_compiled_pipeline_is_current_and_loads(tmp_path, repo_root):
     fresh = compile_to(tmp_path)
     checked_in = repo_root / "pipelines" / "compiled" / "training.yaml"
     assert checked_in.read_text() == fresh.read_text(), "run `make compile` and commit"
-    spec = yaml.safe_load(checked_in.read_text())
+    spec = next(yaml.safe_load_all(checked_in.read_text()))  # 2nd document: platform spec
     tasks = spec["root"]["dag"]["tasks"]
     assert {
         "ingest-data",
