@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from mlplatform.spec import SpecError, UseCase, load_spec, resolve_usecase, spec_json_schema
+from mlplatform.cli_common import HomeOpt, UsecaseOpt, fail, home_of, spec_of
+from mlplatform.spec import spec_json_schema
 from mlplatform.workspace import REPO_ROOT
 
 app = typer.Typer(
@@ -38,41 +38,13 @@ app.add_typer(models_app, name="models")
 
 EXIT_REJECTED = 3  # a batch was quarantined: the pipeline must stop
 
-UsecaseOpt = Annotated[
-    str, typer.Option("--usecase", "-u", help="Use-case name (usecases/<name>.yaml) or a path.")
-]
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--home",
-        help="Where runtime state lives (catalogue, batches, feature store). "
-        "Default: $MLPLATFORM_HOME or ./.mlplatform",
-    ),
-]
-
-
 VersionOpt = Annotated[str | None, typer.Option("--version", help="Registry version.")]
 AliasOpt = Annotated[
     str | None, typer.Option("--alias", help="Registry alias (default challenger).")
 ]
 
 
-def _fail(msg: str, code: int = 2) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _spec(usecase: str) -> UseCase:
-    try:
-        return load_spec(resolve_usecase(usecase, REPO_ROOT))
-    except SpecError as exc:
-        _fail(str(exc))
-
-
-def _home(home: Path | None) -> Path:
-    if home is not None:
-        return home
-    return Path(os.environ.get("MLPLATFORM_HOME", Path.cwd() / ".mlplatform"))
+_fail, _spec, _home = fail, spec_of, home_of  # the names this module's commands use
 
 
 def _gate(usecase: str, home: Path | None):

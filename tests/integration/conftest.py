@@ -22,7 +22,7 @@ from ..conftest import source_of
 class TrainedTaxi:
     """A taxi workspace: accepted batch, Feast training set and one trained logistic run.
 
-    Tests that register versions should copy `home` (see `fresh_home`) when they need a
+    Tests that register versions should copy `home` (shutil.copytree) when they need a
     registry of their own; the training run itself is shared read-only."""
 
     spec: UseCase

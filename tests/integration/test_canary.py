@@ -6,22 +6,20 @@ latency and errors from the router's metrics and the KPI from the prediction cou
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
-import socket
+import shutil
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from mlplatform.jobs import features_job
 from mlplatform.registry import models as reg
+from mlplatform.serving import local_stack as ls
 from mlplatform.serving.canary import (
     CanaryController,
     CanaryPolicy,
@@ -32,15 +30,10 @@ from mlplatform.serving.canary import (
     judge,
     quantile,
 )
-from mlplatform.training.run import train_candidate
-from mlplatform.validation.quarantine import Gate
-from mlplatform.validation.schema import build_schema
-from mlplatform.workspace import REPO_ROOT
-
-from ..conftest import source_of
+from mlplatform.serving.load import PacedLoad
+from mlplatform.tracking import tracking_uri, use_workspace
 
 pytestmark = pytest.mark.integration
-SERVING_PY = REPO_ROOT / ".venv-serving" / "bin" / "python"
 PREDICT = "/v1/models/taxi:predict"
 # Half the traffic on the challenger and 2 s rounds: ~100 requests per side and round at
 # 100 req/s. The latency thresholds are wide because this box is shared: 2 cores, a load
@@ -60,38 +53,6 @@ POLICY = CanaryPolicy(
     max_p99_ms=2000.0,  # the KServe server alone is ~100-400 ms p99 here under this load
     max_p99_ratio=2.5,
 )
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _spawn(module: str, args: list[str], log: Path) -> subprocess.Popen:
-    with open(log, "w") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [str(SERVING_PY), "-m", module, *args], stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.args[2]} exited {proc.returncode}: {log.read_text()[-2000:]}")
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(url, timeout=2).read()
-            return
-        time.sleep(0.3)
-    pytest.fail(f"{url} not up within {timeout} s")
-
-
-def _stop(*procs: subprocess.Popen) -> None:
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.wait(30)
 
 
 def _post(url: str, body: dict) -> tuple[int, dict, dict]:
@@ -118,136 +79,61 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    from mlplatform.spec import load_spec
-    from mlplatform.workspace import Workspace
-
-    if not SERVING_PY.exists():
-        pytest.fail(f"{SERVING_PY} is missing: `make setup` builds the serving environment")
-    spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
+def stack(trained_taxi, tmp_path_factory):
     home = tmp_path_factory.mktemp("canary") / "home"
-    ws = Workspace.for_usecase(home, "taxi")
-    assert Gate(spec, build_schema(spec), ws).process(source_of(spec)).accepted
-    features_job("taxi", home, home / "ts.parquet")
-    out = train_candidate("taxi", "logistic", home / "ts.parquet", home)
+    shutil.copytree(trained_taxi.home, home)  # a registry of its own, the same trained run
+    spec, out = trained_taxi.spec, trained_taxi.run
+    use_workspace(home, "taxi")
     tags = {"family": "logistic", "selection_quality": "0.9"}
     # The same artifact registered twice: v1 champion and v2 challenger, told apart by version.
     v1, v2 = (reg.register(spec, out["run_id"], out["model_uri"], tags) for _ in range(2))
-    tracking = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
-    ports = {"champion": _port(), "challenger": _port(), "dead": _port()}
+    tracking = tracking_uri(home)
     uris = {"champion": v1, "challenger": v2, "dead": "99"}  # no version 99: exits 2
     procs = {
-        role: _spawn(
-            "mlplatform.serving.server",
-            ["--model-name", "taxi", "--model-uri", f"models:/taxi-classifier/{uris[role]}"]
-            + ["--tracking-uri", tracking, "--port", str(ports[role])],
-            home / f"{role}.log",
-        )
-        for role in ports
+        role: ls.model_server(role, "taxi", f"models:/taxi-classifier/{v}", tracking, home)
+        for role, v in uris.items()
     }
-    base = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
     try:
         for role in ("champion", "challenger"):
-            _wait(f"{base[role]}/v2/health/ready", procs[role], home / f"{role}.log")
-        dead_rc = procs["dead"].wait(120)
+            ls.wait_ready(procs[role], ls.READY["model"])
+        dead_rc = procs["dead"].proc.wait(120)
         import mlflow
 
         example = mlflow.pyfunc.load_model(out["model_uri"]).input_example
         rows = json.loads(example.to_json(orient="records"))
-        _, scored, _ = _post(base["champion"] + PREDICT, {"instances": rows})
+        _, scored, _ = _post(procs["champion"].url + PREDICT, {"instances": rows})
         classes = [p["prediction"] for p in scored["predictions"]]
         pos = [r for r, c in zip(rows, classes, strict=True) if c == 1][:3]
         neg = [r for r, c in zip(rows, classes, strict=True) if c == 0][:1]
         # More positives than negatives, so flipping every prediction lowers the positive share.
         assert len(pos) > len(neg) == 1, "the input example needs both classes for the KPI case"
         body = {"instances": pos + neg}
+        dead_port = int(procs["dead"].url.rsplit(":", 1)[1])
         yield Stack(
-            home, base["champion"], base["challenger"], ports["dead"], dead_rc, v1, v2, body
+            home, procs["champion"].url, procs["challenger"].url, dead_port, dead_rc, v1, v2, body
         )
     finally:
-        _stop(*procs.values())
-
-
-class Load:
-    """Clients pacing themselves to `rate` requests/s in total; records every response code."""
-
-    def __init__(self, url: str, body: dict, rate: float = 100, workers: int = 16) -> None:
-        self.port = int(url.rsplit(":", 1)[1])
-        self.body_dict, self.interval = body, workers / rate
-        self.body = json.dumps(body).encode()
-        self.started = self.stopped = self.decided = 0.0
-        self.codes: Counter[int] = Counter()
-        self.upstreams: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(workers)]
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> Load:
-        self.started = time.monotonic()
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(30)
-        self.stopped = time.monotonic()
-
-    def rate(self) -> float:
-        return sum(self.codes.values()) / max(1e-9, self.stopped - self.started)
-
-    def _run(self) -> None:
-        conn, due = None, time.monotonic()
-        while not self._stop.is_set():
-            try:
-                conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                conn.request("POST", PREDICT, self.body, {"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                resp.read()
-                code, upstream = resp.status, resp.getheader("x-mlplatform-upstream", "?")
-            except (OSError, http.client.HTTPException):
-                conn, code, upstream = None, -1, "none"  # a failure the client saw
-            with self._lock:
-                self.codes[code] += 1
-                self.upstreams[upstream] += 1
-            due += self.interval
-            self._stop.wait(max(0.0, due - time.monotonic()))
+        ls.stop(*procs.values())
 
 
 @contextlib.contextmanager
 def routed(stack: Stack, challenger: str, faults: list[str] | None = None, percent: int = 0):
     """The router (and a fault proxy for `challenger` if `faults`), as real processes."""
-    procs, waits, proxy = [], [], None
+    procs = []
     kpi_url = f"{challenger}/metrics"
-    if faults is not None:
-        port = _port()
-        log = stack.home / f"faults-{port}.log"
-        proxy = _spawn(
-            "mlplatform.serving.faults",
-            ["--upstream", challenger, "--port", str(port), "--seed", "7", *faults],
-            log,
-        )
-        challenger = kpi_url = f"http://127.0.0.1:{port}"
-        kpi_url += "/metrics"
-        procs.append(proxy)
-        waits.append((f"{challenger}/metrics", proxy, log))
-    port = _port()
-    log = stack.home / f"router-{port}.log"
-    router = _spawn(
-        "mlplatform.serving.router",
-        ["--champion", stack.champion, "--challenger", challenger, "--port", str(port)]
-        + ["--challenger-percent", str(percent)],
-        log,
-    )
-    procs.append(router)
-    url = f"http://127.0.0.1:{port}"
+    proxy = None
     try:
-        for args in [*waits, (f"{url}/router/state", router, log)]:
-            _wait(*args, timeout=30)
-        yield url, challenger, kpi_url, proxy
+        if faults is not None:
+            proxy = ls.fault_proxy(challenger, faults, stack.home)
+            procs.append(proxy)
+            ls.wait_ready(proxy, ls.READY["faults"], timeout=30)
+            challenger, kpi_url = proxy.url, f"{proxy.url}/metrics"
+        router = ls.router(stack.champion, challenger, stack.home, percent)
+        procs.append(router)
+        ls.wait_ready(router, ls.READY["router"], timeout=30)
+        yield router.url, challenger, kpi_url, proxy and proxy.proc
     finally:
-        _stop(*procs)
+        ls.stop(*procs)
 
 
 def _canary(stack: Stack, router: str, challenger: str, kpi_url: str, promoted: list):
@@ -268,10 +154,10 @@ def _canary(stack: Stack, router: str, challenger: str, kpi_url: str, promoted: 
     )
 
 
-def _run_under_load(stack, router, challenger, kpi_url) -> tuple[CanaryResult, Load, list]:
+def _run_under_load(stack, router, challenger, kpi_url) -> tuple[CanaryResult, PacedLoad, list]:
     """Run the canary while clients send ~100 req/s (`load.decided` is when it decided)."""
     promoted: list[str] = []
-    with Load(router, stack.body) as load:
+    with PacedLoad(router, PREDICT, stack.body) as load:
         time.sleep(0.5)  # traffic flowing before the canary starts, as in production
         result = _canary(stack, router, challenger, kpi_url, promoted).run()
         load.decided = time.monotonic()
@@ -279,7 +165,7 @@ def _run_under_load(stack, router, challenger, kpi_url) -> tuple[CanaryResult, L
     return result, load, promoted
 
 
-def _assert_rolled_back(result: CanaryResult, load: Load, router: str, needle: str, capsys):
+def _assert_rolled_back(result: CanaryResult, load: PacedLoad, router: str, needle: str, capsys):
     assert result.status == "rolled_back", [r.line() for r in result.rounds]
     assert needle in result.reason, result.reason
     assert set(load.codes) == {200}, load.codes  # no client request failed

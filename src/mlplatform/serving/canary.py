@@ -7,8 +7,9 @@ latency per upstream from the *router's* metrics, and the KPI (share of positive
 ``mlplatform_predicted_positive_total / mlplatform_predicted_rows_total``) from each side's
 model server (or the fault proxy in front of it). ``judge`` compares challenger and champion
 against a `CanaryPolicy`; the controller counts passed and failed rounds and, through a
-`TrafficBackend`, rolls back (champion-only, 0%) or promotes (100% challenger, then
-``on_promote(version)``). Stdlib only (+ the Prometheus text parser), so it runs in both envs.
+`TrafficBackend`, rolls back (champion-only, 0%) or promotes (``on_promote(version)``, the
+promotion gate, then 100% challenger; a refusal there rolls back). Stdlib only (+ the
+Prometheus text parser), so it runs in both envs.
 """
 
 from __future__ import annotations
@@ -404,10 +405,16 @@ class CanaryController:
         self._finish("rolled_back", reason)
 
     def _promote(self) -> None:
+        # The promotion gate (registry lifecycle, approvals) decides before any traffic moves:
+        # a refused promotion leaves the champion serving everything.
+        try:
+            self.on_promote(self.challenger_version)
+        except Exception as exc:  # noqa: BLE001 - any refusal must end in a rollback
+            self._rollback(f"analysis passed but the promotion was refused: {exc}")
+            return
         self.backend.set_challenger_percent(100)
         self.backend.set_mode("split")
         self._finish("promoted", f"{self._counts['pass']} rounds passed")
-        self.on_promote(self.challenger_version)
 
     def _finish(self, status: Literal["promoted", "rolled_back"], reason: str) -> None:
         # `rounds` is the live list so the report of the deciding round lands in it too.
