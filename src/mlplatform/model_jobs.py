@@ -214,7 +214,7 @@ def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, 
     decision = reg.champion_challenger_gate(spec, version)
     alias = None
     try:
-        reg.set_challenger(spec, version, decision)
+        reg.set_challenger(spec, version, decision, home=home)
         alias = reg.CHALLENGER
     except reg.PromotionRefused as exc:
         log.warning("%s", exc)
@@ -230,6 +230,12 @@ def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, 
         "model_uri": model_uri,
         "battery": {k: ("passed" if ok else "failed") + f": {d}" for k, (ok, d) in results.items()},
     }
+    try:
+        from mlplatform.governance.cards import publish_card
+
+        outcome["model_card"] = publish_card(spec, version, home)["artifact"]
+    except Exception as exc:  # the registration stands without its card; say so
+        log.warning("model card of v%s not generated: %s", version, exc)
     folder = reports_dir(usecase, home)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "registration.json").write_text(json.dumps(outcome, indent=2))

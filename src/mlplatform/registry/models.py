@@ -2,11 +2,14 @@
 
 Aliases carry the lifecycle: `challenger` (battery passed and beat the champion), `champion`
 (serving production). A version that failed its battery can never become `challenger`.
+Stages (Staging/Production/Archived), their history, approvals and promotion to `champion`
+live in mlplatform.governance.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlplatform.spec import UseCase
 from mlplatform.tracking import registered_model_name
@@ -47,6 +50,11 @@ def register(spec: UseCase, run_id: str, model_uri: str, extra_tags: dict[str, s
     except Exception:  # first version: create the model with a description
         c.create_registered_model(name, description=spec.description, tags={"usecase": spec.name})
     lineage = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+    if lineage.get("training_set") and Path(lineage["training_set"]).is_file():
+        # The file's content hash: reproduction proves it retrains on these exact bytes.
+        from mlplatform.data.ingest import file_sha256
+
+        lineage["training_set_sha256"] = file_sha256(Path(lineage["training_set"]))
     metrics = {f"metric.{k}": f"{v:.6g}" for k, v in run.data.metrics.items()}
     mv = mlflow.register_model(
         model_uri, name, tags={**lineage, **metrics, **extra_tags, "run_id": run_id}
@@ -121,8 +129,16 @@ def champion_challenger_gate(spec: UseCase, version: str) -> GateDecision:
     )
 
 
-def set_challenger(spec: UseCase, version: str, decision: GateDecision) -> None:
-    """Give `challenger` to a battery-passing version that passed the gate; refuse otherwise."""
+def set_challenger(
+    spec: UseCase,
+    version: str,
+    decision: GateDecision,
+    home: Path | None = None,
+    actor: str | None = None,
+) -> None:
+    """Give `challenger` (stage Staging) to a battery-passing version that passed the gate;
+    refuse otherwise. The move is kept in the stage history (and the audit trail under
+    `home` when given); the version that held `challenger` is archived."""
     tags = version_tags(spec, version)
     failures = battery_failures(tags)
     if failures:
@@ -131,7 +147,10 @@ def set_challenger(spec: UseCase, version: str, decision: GateDecision) -> None:
         )
     if not decision.passed:
         raise PromotionRefused(f"version {version} stays a candidate: {decision.reason}")
-    c = client()
-    name = registered_model_name(spec.name)
-    c.set_registered_model_alias(name, CHALLENGER, version)
-    c.set_model_version_tag(name, version, "gate", decision.reason)
+    from mlplatform.governance.approvals import resolve_user
+    from mlplatform.governance.stages import Stage, move_alias
+
+    client().set_model_version_tag(
+        registered_model_name(spec.name), version, "gate", decision.reason
+    )
+    move_alias(spec, Stage.STAGING, version, actor or resolve_user(), decision.reason, home)

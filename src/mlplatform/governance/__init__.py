@@ -1,0 +1,2 @@
+"""Governance: registry lifecycle (stages on aliases + tags), two-person approval, a
+hash-chained audit trail, lineage with reproduction, and model cards."""

@@ -1,0 +1,233 @@
+"""Lifecycle and two-person approval on a real MLflow registry (SQLite), with the audit trail.
+
+Each test registers versions of the shared trained taxi run under its own use-case name (its
+own registered model and audit trail) in one copy of the `trained_taxi` home.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from mlplatform.governance import stages
+from mlplatform.governance.approvals import approve
+from mlplatform.governance.promotion import promote, rollback
+from mlplatform.governance.records import Refused, trail, verify
+from mlplatform.registry import models as reg
+from mlplatform.tracking import use_workspace
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def gov_home(trained_taxi, tmp_path_factory):
+    home = tmp_path_factory.mktemp("governance") / "home"
+    shutil.copytree(trained_taxi.home, home)
+    use_workspace(home, "taxi")
+    return home
+
+
+@pytest.fixture
+def spec(trained_taxi, gov_home, request):
+    # A registered model (and trail) per test: <test name>-classifier.
+    name = request.node.name.removeprefix("test_")[:40].replace("-", "_")
+    return trained_taxi.spec.model_copy(update={"name": name})
+
+
+def _version(spec, trained_taxi, home, quality: float, battery_ok: bool = True) -> str:
+    """Register the trained run as a new version with this selection quality; give it
+    `challenger` when its battery passes and it beats the champion."""
+    run = trained_taxi.run
+    v = reg.register(
+        spec,
+        run["run_id"],
+        run["model_uri"],
+        {"family": "logistic", "selection_quality": f"{quality:.6f}", "fairness_passed": "true"},
+    )
+    # The shared run's p99 was measured on whatever load this machine had; these tests are
+    # about approvals, so the version records a p99 within the budget.
+    reg.client().set_model_version_tag(
+        f"{spec.name}-classifier", v, "metric.serving_single_p99_ms", "2.5"
+    )
+    detail = "400 requests: p99 2.5 ms" if battery_ok else "p99 31 ms > budget 10 ms"
+    reg.record_battery(spec, v, {"unit": (True, "deterministic"), "load": (battery_ok, detail)})
+    decision = reg.champion_challenger_gate(spec, v)
+    if battery_ok:
+        assert decision.passed, decision.reason
+        reg.set_challenger(spec, v, decision, home=home, actor="pipeline")
+        assert reg.alias_version(spec, reg.CHALLENGER) == v
+    return v
+
+
+def _approve_both(spec, v, home, tl="alice", bo="bob"):
+    approve(spec, v, "tech-lead", tl, home)
+    approve(spec, v, "business-owner", bo, home)
+
+
+def test_two_person_promotion_records_stages_and_audit(spec, trained_taxi, gov_home):
+    v1 = _version(spec, trained_taxi, gov_home, 0.90)
+    assert stages.stage_of(spec, v1) == "Staging"
+    _approve_both(spec, v1, gov_home)
+    res = promote(spec, v1, "carol", gov_home)
+    assert res.version == v1 and res.previous is None
+    assert res.approvals == {"tech-lead": "alice", "business-owner": "bob"}
+    assert reg.alias_version(spec, reg.CHAMPION) == v1
+    assert reg.alias_version(spec, reg.CHALLENGER) is None  # it left Staging
+    assert stages.stage_of(spec, v1) == "Production"
+    assert [(e.version, e.stage) for e in stages.history(spec)] == [
+        (v1, "Staging"),
+        (v1, "Production"),
+    ]
+    events = [r["event"] for r in trail(spec, gov_home).records()]
+    assert events == ["stage", "approval", "approval", "stage", "promotion"]
+    assert verify(spec, gov_home).ok
+
+
+def test_self_approval_in_both_roles_refused(spec, trained_taxi, gov_home):
+    v = _version(spec, trained_taxi, gov_home, 0.90)
+    approve(spec, v, "tech-lead", "alice", gov_home)
+    with pytest.raises(Refused, match="alice already approved v.* as tech-lead: the two-person"):
+        approve(spec, v, "business-owner", "alice", gov_home)
+    with pytest.raises(Refused, match="lacks the business-owner approval"):
+        promote(spec, v, "alice", gov_home)
+    assert reg.alias_version(spec, reg.CHAMPION) is None
+    refusals = [r for r in trail(spec, gov_home).records() if r["event"] == "refusal"]
+    assert [r["action"] for r in refusals] == ["approval", "promotion"]
+
+
+def test_one_role_only_refused(spec, trained_taxi, gov_home):
+    v = _version(spec, trained_taxi, gov_home, 0.90)
+    approve(spec, v, "business-owner", "bob", gov_home)
+    with pytest.raises(Refused) as info:
+        promote(spec, v, "bob", gov_home)
+    assert info.value.reasons == [f"v{v} lacks the tech-lead approval"]
+    with pytest.raises(Refused, match="already has its business-owner approval \\(by bob\\)"):
+        approve(spec, v, "business-owner", "dave", gov_home)
+
+
+def test_approval_of_another_version_and_after_supersession_refused(spec, trained_taxi, gov_home):
+    v1 = _version(spec, trained_taxi, gov_home, 0.90)
+    approve(spec, v1, "tech-lead", "alice", gov_home)
+    v2 = _version(spec, trained_taxi, gov_home, 0.91)  # a newer challenger replaces v1
+    assert stages.stage_of(spec, v1) == "Archived"
+    with pytest.raises(Refused, match=f"v{v1} was superseded by v{v2}.*approvals of v{v1} expired"):
+        approve(spec, v1, "business-owner", "bob", gov_home)
+    with pytest.raises(Refused, match=f"v{v1} was superseded by v{v2}"):
+        promote(spec, v1, "bob", gov_home)
+    # v1's approval does not carry over to v2.
+    with pytest.raises(Refused, match=f"v{v2} lacks the tech-lead and business-owner approval"):
+        promote(spec, v2, "bob", gov_home)
+    failed = _version(spec, trained_taxi, gov_home, 0.95, battery_ok=False)
+    with pytest.raises(Refused, match=f"v{failed} is not the candidate \\(the challenger is v{v2}"):
+        approve(spec, failed, "tech-lead", "alice", gov_home)
+    _approve_both(spec, v2, gov_home)
+    assert promote(spec, v2, "bob", gov_home).version == v2
+
+
+def test_promotion_of_a_version_that_failed_its_battery_refused(spec, trained_taxi, gov_home):
+    v = _version(spec, trained_taxi, gov_home, 0.90)
+    _approve_both(spec, v, gov_home)
+    # The nightly re-run of the battery fails after approval: promotion must stop.
+    reg.record_battery(spec, v, {"unit": (True, ""), "load": (False, "p99 31 ms > 10 ms")})
+    with pytest.raises(Refused) as info:
+        promote(spec, v, "carol", gov_home)
+    assert info.value.reasons == [f"v{v} failed its test battery (load: failed: p99 31 ms > 10 ms)"]
+    assert reg.alias_version(spec, reg.CHAMPION) is None
+    last = trail(spec, gov_home).records()[-1]
+    assert last["event"] == "refusal" and "failed its test battery" in last["reasons"][0]
+
+
+def test_gate_is_rechecked_at_promotion(spec, trained_taxi, gov_home):
+    v1 = _version(spec, trained_taxi, gov_home, 0.90)
+    _approve_both(spec, v1, gov_home)
+    promote(spec, v1, "carol", gov_home)
+    v2 = _version(spec, trained_taxi, gov_home, 0.91)
+    _approve_both(spec, v2, gov_home)
+    # The champion's recorded quality is corrected upwards before v2 is promoted.
+    reg.client().set_model_version_tag(f"{spec.name}-classifier", v1, "selection_quality", "0.95")
+    with pytest.raises(Refused, match="champion-challenger gate: .*does not beat champion"):
+        promote(spec, v2, "carol", gov_home)
+
+
+def test_rollback_to_previous_production_version(spec, trained_taxi, gov_home):
+    v1 = _version(spec, trained_taxi, gov_home, 0.90)
+    _approve_both(spec, v1, gov_home)
+    promote(spec, v1, "carol", gov_home)
+    v2 = _version(spec, trained_taxi, gov_home, 0.91)
+    _approve_both(spec, v2, gov_home)
+    promote(spec, v2, "canary-controller", gov_home)  # what the canary's on_promote calls
+    assert stages.stage_of(spec, v1) == "Archived"
+    res = rollback(spec, "oncall", gov_home, "p99 regression")
+    assert (res.version, res.rolled_back) == (v1, v2)
+    assert reg.alias_version(spec, reg.CHAMPION) == v1
+    assert stages.stage_of(spec, v2) == "Archived"
+    assert stages.history(spec)[-2].reason.startswith(f"rolled back to v{v1}")
+    # v2 was just rolled back: it is no target for a second rollback.
+    with pytest.raises(Refused, match="no earlier production version"):
+        rollback(spec, "oncall", gov_home)
+    assert verify(spec, gov_home).ok
+
+
+def test_edited_audit_record_detected_and_blocks_promotion(spec, trained_taxi, gov_home):
+    v = _version(spec, trained_taxi, gov_home, 0.90)
+    _approve_both(spec, v, gov_home, tl="alice", bo="alice2")
+    path = trail(spec, gov_home).path
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[2])
+    assert rec["event"] == "approval" and rec["role"] == "business-owner"
+    rec["actor"] = "bob"  # someone "fixes" who approved
+    lines[2] = json.dumps(rec, sort_keys=True)
+    path.write_text("\n".join(lines) + "\n")
+    result = verify(spec, gov_home)
+    assert result.problems == [
+        "line 3: record 3 (approval) was edited: its content does not match its hash"
+    ]
+    with pytest.raises(Refused, match="the audit trail fails verification \\(line 3"):
+        promote(spec, v, "carol", gov_home)
+
+
+def test_cli_refusals_exit_nonzero_with_reasons(trained_taxi, gov_home, tmp_path, monkeypatch):
+    """The same rules through `mlplatform`, on the real `taxi` model name."""
+    from mlplatform.cli import app
+
+    home = tmp_path / "home"
+    shutil.copytree(gov_home, home)
+    use_workspace(home, "taxi")
+    spec = trained_taxi.spec
+    v = _version(spec, trained_taxi, home, 0.90)
+    cli = CliRunner()
+
+    def run(*args: str):
+        return cli.invoke(app, [*args, "--home", str(home)])
+
+    ok = run("approve", "taxi", v, "--role", "tech-lead", "--user", "alice")
+    assert ok.exit_code == 0, ok.output
+    assert f"alice approved taxi-classifier v{v} as tech-lead" in ok.output
+    self_ = run("approve", "taxi-classifier", v, "--role", "business-owner", "--user", "alice")
+    assert self_.exit_code == 1 and "two-person rule" in self_.output
+    one = run("promote", "taxi", v, "--user", "alice")
+    assert one.exit_code == 1 and "lacks the business-owner approval" in one.output
+    bad_role = run("approve", "taxi", v, "--role", "ceo", "--user", "bob")
+    assert bad_role.exit_code == 2 and "ceo" in bad_role.output
+    missing = run("promote", "taxi", "999", "--user", "bob")
+    assert missing.exit_code == 1 and "v999 does not exist" in missing.output
+    monkeypatch.setenv("MLPLATFORM_USER", "bob")  # identity from the environment
+    both = run("approve", "taxi", v, "--role", "business-owner")
+    monkeypatch.delenv("MLPLATFORM_USER")
+    assert both.exit_code == 0 and "bob approved" in both.output
+    promoted = run("promote", "taxi", v, "--user", "carol")
+    assert promoted.exit_code == 0 and "is in Production" in promoted.output
+    listing = run("stages", "taxi")
+    assert f"v{v:<4} Production" in listing.output
+    assert run("audit", "verify", "-u", "taxi").exit_code == 0
+    path = home / "governance" / "taxi" / "audit.jsonl"
+    lines = path.read_text().splitlines()
+    del lines[1]
+    path.write_text("\n".join(lines) + "\n")
+    tampered = run("audit", "verify", "-u", "taxi")
+    assert tampered.exit_code == 1 and "line 2:" in tampered.output
+    back = run("rollback", "taxi", "--user", "oncall")
+    assert back.exit_code == 1 and "no earlier production version" in back.output
