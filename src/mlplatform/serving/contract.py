@@ -105,6 +105,22 @@ class Contract:
         }
         return self._frame(columns)
 
+    def v2_request(self, rows: list[dict], request_id: str | None = None) -> dict:
+        """The Open Inference Protocol body a client sends for `rows` (field: value dicts):
+        one tensor per field in signature order, FP64 for numbers and BYTES for text."""
+        if not rows:
+            raise ContractError("a request needs at least one row")
+        inputs = [
+            {
+                "name": f.name,
+                "shape": [len(rows)],
+                "datatype": "FP64" if f.kind == "double" else "BYTES",
+                "data": [r.get(f.name) for r in rows],
+            }
+            for f in self.fields
+        ]
+        return {"inputs": inputs} if request_id is None else {"id": request_id, "inputs": inputs}
+
     def _frame(self, columns: dict[str, list]) -> pd.DataFrame:
         df = pd.DataFrame(columns)
         for f in self.fields:

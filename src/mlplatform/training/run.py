@@ -44,8 +44,13 @@ def lineage_tags(spec: UseCase, df: pd.DataFrame, training_set: Path) -> dict[st
     }
 
 
-def train_candidate(usecase: str, family: str, training_set: Path, home: Path) -> dict:
-    """Fit, package, evaluate basics and log; returns run id and model URI."""
+def train_candidate(
+    usecase: str, family: str, training_set: Path, home: Path, params: dict | None = None
+) -> dict:
+    """Fit, package, evaluate basics and log; returns run id and model URI.
+
+    `params` override the family's defaults (e.g. `{"epochs": 3}` for a quick Keras run);
+    they are logged with the run like the defaults."""
     import mlflow
     from sklearn.metrics import roc_auc_score
 
@@ -56,12 +61,18 @@ def train_candidate(usecase: str, family: str, training_set: Path, home: Path) -
 
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
+    unknown = sorted(set(params or {}) - set(FAMILIES[family].default_params()))
+    if unknown:  # a misspelt parameter would otherwise be ignored without a word
+        raise ValueError(
+            f"unknown {family} parameter(s) {unknown}; "
+            f"known: {sorted(FAMILIES[family].default_params())}"
+        )
     spec = load_usecase(usecase)
     df = pd.read_parquet(training_set)
     splits = split(df, spec)
     check_slices(df, spec, splits.recent_start)  # a slice matching nothing is a spec error
     pre = Preprocessor.fit(splits.train, spec)
-    fam = FAMILIES[family](pre, seed=spec.split.seed)
+    fam = FAMILIES[family](pre, seed=spec.split.seed, params=params)
     exp = use_workspace(home, spec.name)
     tags = {**lineage_tags(spec, df, training_set), "family": family}
     with mlflow.start_run(experiment_id=exp, run_name=f"train-{family}", tags=tags) as run:
