@@ -10,7 +10,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 DEB_PACKAGES := redis-server postgresql prometheus
 
-.PHONY: help setup setup-serving lock run compile test test-slow lint schemas bench clean mlflow-ui serve
+.PHONY: help setup setup-serving lock run compile test test-slow lint schemas bench clean mlflow-ui serve canary
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -82,6 +82,7 @@ test-slow: setup ## Run the slow suites (bad-data corpus at scale, long pipeline
 bench: setup ## Benchmarks (ratios measured side by side): bench/*.py
 	$(PY) bench/validation.py
 	$(PY) bench/models.py
+	$(PY) bench/serving.py
 
 clean: ## Remove runtime state (.mlplatform); environments stay
 	rm -rf .mlplatform
@@ -92,7 +93,83 @@ mlflow-ui: .venv/.stamp ## MLflow UI on http://127.0.0.1:5000 for the runs of `m
 
 ALIAS ?= challenger
 PORT ?= 8080
+canary: setup ## Rehearse a release on loopback: a bad challenger rolled back, a good one promoted
+	@test -f .mlplatform/mlflow/mlflow.db || $(CLI) run --usecase $(USECASE)
+	$(CLI) canary demo --usecase $(USECASE)
+
 serve: setup ## Serve USECASE's registry ALIAS (default challenger) on 127.0.0.1:PORT (after make run)
 	$(SERVING_PY) -m mlplatform.serving.server --model-name $(USECASE) \
 	  --model-uri models:/$(USECASE)-classifier@$(ALIAS) \
 	  --tracking-uri sqlite:///$(CURDIR)/.mlplatform/mlflow/mlflow.db --port $(PORT)
+
+# ---- Kubeflow on kind: images, cluster, submit, deploy (README "Kubeflow on kind") ----------
+.PHONY: images cluster-up submit deploy cluster-down
+KIND_CONTEXT := kind-mlplatform
+KFP_PORT ?= 8088
+MLFLOW_PORT ?= 5055
+# Stops with what to install when a tool is missing (none of them is a Debian package here).
+define require_tools
+	@for t in $(1); do command -v $$t >/dev/null 2>&1 && continue; \
+	  case $$t in \
+	    docker) hint="Docker Engine: https://docs.docker.com/engine/install/";; \
+	    kind) hint="kind v0.25.0: go install sigs.k8s.io/kind@v0.25.0";; \
+	    kubectl) hint="kubectl >= 1.31: https://kubernetes.io/docs/tasks/tools/";; \
+	  esac; echo "error: $$t is not installed; install $$hint" >&2; exit 3; done
+endef
+# Runs $(2) while `kubectl port-forward $(1)` is up (stopped on exit, whatever happens).
+define with_port_forward
+	@kubectl --context $(KIND_CONTEXT) port-forward $(1) >/dev/null 2>&1 & pf=$$!; \
+	trap "kill $$pf 2>/dev/null" EXIT; sleep 3; $(2)
+endef
+
+images: .venv/.stamp ## docker build the component + serving images (MLPLATFORM_*_IMAGE)
+	$(call require_tools,docker)
+	@# Loaded into the kind cluster too when it exists (`kind load docker-image`).
+	$(CLI) cluster images $(if $(shell kind get clusters 2>/dev/null | grep -x mlplatform),--load)
+
+cluster-up: .venv/.stamp ## kind cluster + Kubeflow Pipelines + KServe + manifests/overlays/kind
+	$(call require_tools,docker kind kubectl)
+	$(CLI) cluster up
+
+submit: compile ## Submit the training pipeline to KFP on kind, print the run's UI link
+	$(call require_tools,kubectl)
+	$(call with_port_forward,-n kubeflow svc/ml-pipeline-ui $(KFP_PORT):80,\
+	  $(CLI) cluster submit --usecase $(USECASE) --host http://127.0.0.1:$(KFP_PORT))
+
+DEPLOY_ALIAS ?= champion
+CANARY ?=
+deploy: .venv/.stamp ## KServe InferenceService of DEPLOY_ALIAS (champion) on kind; CANARY=5 rolls a canary
+	$(call require_tools,kubectl)
+	$(call with_port_forward,-n mlplatform svc/mlflow $(MLFLOW_PORT):5000,\
+	  $(CLI) cluster deploy --usecase $(USECASE) --alias $(DEPLOY_ALIAS) \
+	    $(if $(CANARY),--canary-percent $(CANARY)) --tracking-uri http://127.0.0.1:$(MLFLOW_PORT))
+
+cluster-down: ## Delete the kind cluster (.mlplatform/kind, the home volume, stays)
+	$(call require_tools,kind)
+	$(CLI) cluster down
+
+# ---- Monitoring: Prometheus on a running `make serve`, and the replay (README "Monitoring") --
+.PHONY: monitor simulate
+MONITOR_PORT ?= 9090
+DRIFT_FROM ?= 2015-06
+monitor: .venv/.stamp ## Prometheus on 127.0.0.1:MONITOR_PORT scraping `make serve` (PORT), with the repo's rules
+	@curl -sf -o /dev/null http://127.0.0.1:$(PORT)/metrics || \
+	  echo "warning: nothing answers on 127.0.0.1:$(PORT)/metrics yet; start \`make serve\` (the target shows as down until then)" >&2
+	$(CLI) monitor prometheus --server 127.0.0.1:$(PORT) --port $(MONITOR_PORT)
+
+simulate: setup ## Replay taxi 2013-2016 month by month (drift x10 on fare from DRIFT_FROM; DRIFT_FROM=none): dashboard
+	$(CLI) monitor simulate --drift-from $(DRIFT_FROM)
+
+# ---- Notebooks: experimentation in Jupyter (README "Notebooks") -------------------------
+.PHONY: notebooks notebooks-strip
+NOTEBOOK_PORT ?= 8888
+notebooks: .venv/.stamp ## Jupyter Lab on 127.0.0.1:NOTEBOOK_PORT over notebooks/, the pipeline env as kernel
+	.venv/bin/jupyter lab --ip 127.0.0.1 --port $(NOTEBOOK_PORT) --no-browser \
+	  --notebook-dir $(CURDIR)/notebooks
+
+# Outputs, execution counts and cell timings go; the `parameters` tags and the kernelspec stay.
+notebooks-strip: .venv/.stamp ## Clear outputs and execution counts of notebooks/*.ipynb before a commit
+	.venv/bin/jupyter nbconvert --clear-output --inplace \
+	  --ClearMetadataPreprocessor.enabled=True \
+	  --ClearMetadataPreprocessor.preserve_cell_metadata_mask=tags \
+	  --ClearMetadataPreprocessor.clear_notebook_metadata=False notebooks/*.ipynb

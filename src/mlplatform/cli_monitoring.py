@@ -1,9 +1,168 @@
-"""`mlplatform` commands for monitoring (registered by mlplatform.cli)."""
+"""`mlplatform monitor` commands (registered by mlplatform.cli): Prometheus for a running
+model server, drift of a request log, delayed labels, the trigger log, and the replay."""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from mlplatform.cli_common import HomeOpt, UsecaseOpt, fail, home_of, spec_of
+
+monitor_app = typer.Typer(
+    help="Monitoring: Prometheus, drift, delayed labels, retraining triggers, replay.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.add_typer(monitor_app, name="monitor")
+
+
+@monitor_app.command("prometheus")
+def prometheus_cmd(
+    server: Annotated[
+        list[str], typer.Option("--server", help="host:port of a model server (repeatable)")
+    ] = None,
+    router: Annotated[list[str], typer.Option("--router", help="host:port of a router")] = None,
+    exporter: Annotated[
+        list[str], typer.Option("--exporter", help="host:port of a monitoring exporter")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Prometheus port on 127.0.0.1")] = 9090,
+    interval: Annotated[float, typer.Option(help="Scrape interval, seconds")] = 5.0,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Config + TSDB folder (default: temp)")
+    ] = None,
+) -> None:
+    """Start Prometheus scraping the given targets with the repo's rules; Ctrl-C stops it."""
+    from mlplatform.monitoring.prometheus import PrometheusError, PrometheusServer, ScrapeTargets
+
+    targets = ScrapeTargets(tuple(server or ()), tuple(router or ()), tuple(exporter or ()))
+    if not targets.jobs():
+        fail("no targets: give --server 127.0.0.1:8080 (and/or --router, --exporter)")
+    prom = PrometheusServer(targets, port=port, workdir=workdir, scrape_interval_s=interval)
+    try:
+        prom.start()
+    except PrometheusError as exc:
+        fail(str(exc))
+    typer.echo(f"Prometheus UI: {prom.url}  (config {prom.config_path})")
+    typer.echo(f"  alerts: {prom.url}/alerts   targets: {prom.url}/targets   Ctrl-C stops it")
+    try:
+        while prom.proc is not None and prom.proc.poll() is None:
+            time.sleep(1)
+        fail(f"prometheus exited; see {prom.log_path}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        prom.stop()
+
+
+@monitor_app.command("drift")
+def drift_cmd(
+    log_dir: Annotated[Path, typer.Argument(help="The model server's --request-log folder")],
+    training_set: Annotated[Path, typer.Option(help="Training set parquet (the reference)")],
+    usecase: UsecaseOpt = "taxi",
+    since: Annotated[float | None, typer.Option(help="Unix seconds: window start")] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write an Evidently HTML here")] = None,
+) -> None:
+    """Drift of a window of logged requests against the training data, per feature."""
+    import pandas as pd
+
+    from mlplatform.monitoring.drift import ReferenceProfile, drift_scores, monitored_columns
+    from mlplatform.monitoring.windows import read_log
+
+    spec = spec_of(usecase)
+    if not training_set.is_file():
+        fail(f"{training_set}: no such training set")
+    window = read_log(log_dir, since=since)
+    if window.empty:
+        fail(f"{log_dir}: no logged requests (start the server with --request-log {log_dir})")
+    train = pd.read_parquet(training_set)
+    scores = drift_scores(ReferenceProfile.fit(train, spec), window)
+    typer.echo(f"{len(window)} logged rows vs {len(train)} training rows")
+    for d in sorted(scores, key=lambda d: -d.score):
+        flag = "DRIFT" if d.drifted else "ok"
+        act = "triggers" if d.triggers else "shown"
+        typer.echo(f"  {d.feature:24} {d.measure:15} {d.score:.4f} / {d.threshold} {flag} ({act})")
+    if report is not None:
+        from mlplatform.monitoring.reports import evidently_report
+
+        cols = monitored_columns(spec, [c for c in window.columns if c in train.columns])
+        evidently_report(train, window, cols, report)
+        typer.echo(f"Evidently report: {report}")
+
+
+@monitor_app.command("labels")
+def labels_cmd(
+    labels_file: Annotated[Path, typer.Argument(help="JSON lines: request_id, row, label")],
+    usecase: UsecaseOpt = "taxi",
+    home: HomeOpt = None,
+) -> None:
+    """Append delayed labels to the use case's label log (joined by request id)."""
+    from mlplatform.monitoring.performance import LabelLog
+
+    spec = spec_of(usecase)
+    path = home_of(home).resolve() / spec.name / "monitoring" / "labels.jsonl"
+    try:
+        items = [json.loads(line) for line in labels_file.read_text().splitlines() if line.strip()]
+        n = LabelLog(path).append(items)
+    except (OSError, ValueError) as exc:
+        fail(f"{labels_file}: {exc}")
+    typer.echo(f"{n} labels appended to {path}")
+
+
+@monitor_app.command("triggers")
+def triggers_cmd(
+    usecase: UsecaseOpt = "taxi",
+    home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Every retraining trigger with its evidence and what came of it."""
+    from mlplatform.monitoring.triggers import TriggerLog, trigger_log_path
+
+    spec = spec_of(usecase)
+    path = trigger_log_path(home_of(home), spec.name)
+    records = TriggerLog(path).read()
+    if not records:
+        typer.echo(f"no triggers yet ({path})")
+        return
+    for r in records:
+        if as_json:
+            typer.echo(json.dumps(r))
+            continue
+        typer.echo(f"{r['at']}  window {r['window']}  {r['reason']}: {r['message']}")
+        for key in ("held", "retrained_version", "registry_gate", "head_to_head", "canary"):
+            if r.get(key) not in (None, ""):
+                typer.echo(f"    {key}: {r[key]}")
+
+
+@monitor_app.command("simulate")
+def simulate_cmd(
+    home: HomeOpt = None,
+    drift_from: Annotated[
+        str, typer.Option(help="YYYY-MM the drift starts; 'none' for no injected drift")
+    ] = "2015-06",
+    drift_column: Annotated[str, typer.Option(help="Column to scale")] = "fare",
+    drift_factor: Annotated[float, typer.Option(help="Scale factor")] = 10.0,
+    initial_months: Annotated[int, typer.Option(help="Months the first model trains on")] = 12,
+    canary: Annotated[bool, typer.Option(help="Canary on real servers before promotion")] = True,
+) -> None:
+    """Replay the taxi timeline month by month: drift, triggers, retraining, gate, canary."""
+    from mlplatform.monitoring.replay import ReplayConfig, run_replay
+
+    spec = spec_of("taxi")
+    if drift_column not in {c.name for c in spec.feature_columns}:
+        fail(f"--drift-column {drift_column!r} is not a feature of {spec.name}")
+    cfg = ReplayConfig(
+        home=home_of(home) / "replay",
+        drift_from=None if drift_from.lower() == "none" else drift_from,
+        drift_column=drift_column,
+        drift_factor=drift_factor,
+        initial_months=initial_months,
+        canary=canary,
+    )
+    run_replay(cfg)

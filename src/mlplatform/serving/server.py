@@ -46,6 +46,10 @@ ROWS = Counter("mlplatform_predicted_rows_total", "Rows scored", ["model", "vers
 INVALID = Counter(
     "mlplatform_invalid_requests_total", "Requests refused by the contract", ["model", "version"]
 )
+# Up to this many rows a prediction (~1 ms) runs on the event loop: handing it to a worker
+# thread cost more than the prediction itself (a thread hop and a GIL hand-off per request).
+# Larger requests still go to a thread so they do not hold up health checks and small ones.
+INLINE_MAX_ROWS = 64
 
 
 class PlatformModel(kserve.Model):
@@ -58,6 +62,7 @@ class PlatformModel(kserve.Model):
         self.version = "unknown"
         self.contract: Contract | None = None
         self.pyfunc = None
+        self.request_log = None  # a mlplatform.monitoring.requestlog.RequestLog when enabled
 
     def load(self) -> bool:
         import mlflow
@@ -104,12 +109,17 @@ class PlatformModel(kserve.Model):
 
     async def predict(self, parsed, headers=None):
         protocol, frame, request_id = parsed
-        out = await asyncio.get_running_loop().run_in_executor(None, self.pyfunc.predict, frame)
+        if len(frame) <= INLINE_MAX_ROWS:
+            out = self.pyfunc.predict(frame)
+        else:
+            out = await asyncio.get_running_loop().run_in_executor(None, self.pyfunc.predict, frame)
         labels = self._labels()
         ROWS.labels(**labels).inc(len(out))
         POSITIVES.labels(**labels).inc(int(out["prediction"].sum()))
         for p in out["probability"]:
             PREDICTIONS.labels(**labels).observe(float(p))
+        if self.request_log is not None:
+            _log_request(self, frame, out, request_id, headers)
         if protocol == "v2":
             return _v2_response(self.name, self.version, request_id, out)
         return {
@@ -119,6 +129,23 @@ class PlatformModel(kserve.Model):
             ],
             "model_version": self.version,
         }
+
+
+def _log_request(model: PlatformModel, frame, out, request_id, headers) -> None:
+    """Append the scored rows to the request log (sampled, buffered): the join key for labels
+    that arrive later is the client's x-request-id (or the v2 id) and the row's position."""
+    if not model.request_log.sampled():  # decided first: an unsampled request costs nothing
+        return
+    rid = request_id or (headers or {}).get("x-request-id") or None
+    model.request_log.record(
+        rid,
+        model.name,
+        model.version,
+        frame.to_dict("records"),
+        out["probability"],
+        out["prediction"],
+        sampled=True,
+    )
 
 
 def _json_body(raw: bytes | str):
@@ -164,7 +191,7 @@ def _v2_response(name: str, version: str, request_id, out):
 
 def build_app(model: PlatformModel):
     """The KServe REST application for one loaded model, with request metrics."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from kserve.model_server import ModelServer
     from kserve.protocol.rest.server import RESTServer
 
@@ -176,18 +203,38 @@ def build_app(model: PlatformModel):
         docs_url="/docs",
     )
     RESTServer(app, server.dataplane, server.model_repository_extension).create_application()
-
-    @app.middleware("http")
-    async def _measure(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        if request.url.path.startswith(("/v1/models", "/v2/models")) and request.method == "POST":
-            labels = {"model": model.name, "version": model.version}
-            LATENCY.labels(**labels).observe(time.perf_counter() - start)
-            REQUESTS.labels(code=str(response.status_code), **labels).inc()
-        return response
-
+    app.add_middleware(_Measure, model=model)
     return app
+
+
+class _Measure:
+    """Counts and times inference requests up to the response's status line.
+
+    A plain ASGI middleware: Starlette's `@app.middleware("http")` (BaseHTTPMiddleware) runs
+    every request in an extra task with memory streams, a large share of a ~1 ms request.
+    """
+
+    def __init__(self, app, model: PlatformModel) -> None:
+        self.app, self.model = app, model
+
+    async def __call__(self, scope, receive, send) -> None:
+        if not (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].startswith(("/v1/models", "/v2/models"))
+        ):
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed_send(message) -> None:
+            if message["type"] == "http.response.start":
+                labels = {"model": self.model.name, "version": self.model.version}
+                LATENCY.labels(**labels).observe(time.perf_counter() - start)
+                REQUESTS.labels(code=str(message["status"]), **labels).inc()
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,16 +249,45 @@ def main(argv: list[str] | None = None) -> None:
         help="models:/<registered>@<alias> or models:/<registered>/<version>",
     )
     ap.add_argument("--tracking-uri", default=None, help="MLflow tracking/registry URI")
+    ap.add_argument(
+        "--request-log",
+        default=None,
+        help="Log scored rows (JSON lines, rotating) under this folder "
+        "(default: $MLPLATFORM_REQUEST_LOG_DIR; off when neither is set)",
+    )
+    ap.add_argument(
+        "--request-log-sample",
+        default=None,
+        help="Share of requests logged, in (0, 1] (default $MLPLATFORM_REQUEST_LOG_SAMPLE or 1)",
+    )
     add_bind_args(ap)
     args = ap.parse_args(argv)
     configure_logging()
     model = PlatformModel(args.model_name, args.model_uri, args.tracking_uri)
+    model.request_log = _request_log(ap, args.request_log, args.request_log_sample)
     try:
         model.load()
     except Exception as exc:  # a server that cannot load must say why and exit non-zero
         log.error("cannot load %s: %s", args.model_uri, exc)
         raise SystemExit(2) from exc
     serve(build_app(model), args.host, args.port)
+
+
+def _request_log(ap: argparse.ArgumentParser, directory: str | None, sample: str | None):
+    import atexit
+
+    from mlplatform.monitoring.requestlog import RequestLog, RequestLogConfig
+
+    try:
+        config = RequestLogConfig.from_env(directory, sample)
+    except ValueError as exc:
+        ap.error(str(exc))
+    if config is None:
+        return None
+    log_ = RequestLog(config)
+    atexit.register(log_.close)  # the buffered tail reaches disk on a clean shutdown
+    log.info("logging %.0f%% of requests under %s", 100 * config.sample_rate, config.directory)
+    return log_
 
 
 if __name__ == "__main__":

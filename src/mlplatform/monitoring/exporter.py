@@ -1,0 +1,93 @@
+"""Monitoring results as Prometheus metrics: a registry of gauges served over HTTP (and
+written as a text file), which the Prometheus config scrapes as the `monitoring` job.
+
+Label `model` is the use case (the model server's --model-name), so alert rules can join these
+gauges with the servers' own metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    start_http_server,
+    write_to_textfile,
+)
+
+
+class MonitoringExporter:
+    """Gauges for drift, prediction confidence, labelled quality, KPI and trigger counts."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.drift = Gauge(
+            "mlplatform_feature_drift_score",
+            "Distance of the latest window from the training data, per feature",
+            ["model", "feature", "comparator"],
+            registry=r,
+        )
+        self.drift_threshold = Gauge(
+            "mlplatform_feature_drift_threshold",
+            "Threshold of the drift score (spec drift_threshold or the monitoring default)",
+            ["model", "feature", "comparator"],
+            registry=r,
+        )
+        self.confidence = Gauge(
+            "mlplatform_window_prediction_confidence",
+            "Mean |2p - 1| of the latest window's predictions",
+            ["model", "version"],
+            registry=r,
+        )
+        self.reference_mean = Gauge(
+            "mlplatform_reference_prediction_mean",
+            "Mean predicted probability on the training data's held-out rows",
+            ["model"],
+            registry=r,
+        )
+        self.metric = Gauge(
+            "mlplatform_model_metric",
+            "Quality on labelled traffic (delayed labels joined by request id)",
+            ["model", "version", "metric", "slice"],
+            registry=r,
+        )
+        self.metric_floor = Gauge(
+            "mlplatform_model_metric_floor",
+            "Quality under which the ModelQualityBelowFloor alert fires",
+            ["model", "metric"],
+            registry=r,
+        )
+        self.kpi = Gauge(
+            "mlplatform_business_kpi",
+            "The use case's business KPI on labelled traffic (spec kpi)",
+            ["model", "version", "kpi"],
+            registry=r,
+        )
+        self.labels_joined = Gauge(
+            "mlplatform_labels_joined",
+            "Logged predictions with a label in the latest performance window",
+            ["model"],
+            registry=r,
+        )
+        self.triggers = Counter(
+            "mlplatform_retraining_triggers",
+            "Retraining triggers fired, by reason",
+            ["model", "reason"],
+            registry=r,
+        )
+
+    def set_drift(self, model: str, scores, comparator: str = "skew") -> None:
+        for s in scores:
+            self.drift.labels(model, s.feature, comparator).set(s.score)
+            self.drift_threshold.labels(model, s.feature, comparator).set(s.threshold)
+
+    def serve(self, port: int, addr: str = "127.0.0.1"):
+        """Serve /metrics in a background thread; returns (server, thread)."""
+        return start_http_server(port, addr=addr, registry=self.registry)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(str(path), self.registry)

@@ -1,0 +1,206 @@
+"""Replay a use case's history month by month as production traffic (`make simulate`).
+
+Each month: the champion scores the month's rows (logged to the request log like the model
+server does, request id = entity key), the labels of `label_delay` months ago arrive (label log
++ a labelled batch through the validation gate), drift / confidence / quality / KPI are
+measured, and the trigger policy decides. A trigger retrains on the accepted batches, applies
+the registry gate and a head-to-head on the newest period, then canaries the challenger on real
+model servers behind the router; a promotion moves `champion`. An optional drift multiplies a
+column by a factor from a given month on (an upstream unit change), in traffic and in the
+labelled batches alike. Quarantined drifted batches are released by the replay in the role of
+the operator who confirmed the change with the data owner (the reason is recorded).
+
+Scoring runs in process through the registered pyfunc (the artifact the servers load); the
+canary runs on real servers. Aggregate features come from a Feast build over the whole
+(drifted) file in a scratch workspace: what the online store would have served at each time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from mlplatform.monitoring.triggers import TriggerPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    home: Path
+    usecase: str = "taxi"
+    initial_months: int = 12  # the first model is trained on these
+    label_delay: int = 1  # months between a prediction and its label
+    drift_from: str | None = "2015-06"  # "YYYY-MM" or None for a replay without injected drift
+    drift_column: str = "fare"
+    drift_factor: float = 10.0
+    family: str = "logistic"
+    canary: bool = True
+    evidently: bool = True
+    max_months: int | None = None  # stop early (tests)
+    # min_rows 50: the 2016 months of the 15k-row sample hold only 55-85 trips each; at that
+    # size the stable months' decile scores stayed below 0.11 against thresholds of 0.3.
+    policy: TriggerPolicy = field(
+        default_factory=lambda: TriggerPolicy(drift_windows=1, new_labels=6000, min_rows=50)
+    )
+
+
+@dataclass
+class Replay:
+    config: ReplayConfig
+    timeline: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+
+    def event(self, month: str, kind: str, message: str, **detail) -> None:
+        self.events.append({"month": month, "kind": kind, "message": message, **detail})
+        log.info("[%s] %s: %s", month, kind, message)
+        print(f"[{month}] {kind}: {message}", flush=True)
+
+
+def _months(df: pd.DataFrame, ts_col: str) -> pd.Series:
+    return pd.to_datetime(df[ts_col], unit="s", utc=True).dt.strftime("%Y-%m")
+
+
+def load_history(cfg: ReplayConfig, spec) -> pd.DataFrame:
+    """The source rows sorted by event time, with `_month`, the drift applied if configured."""
+    from mlplatform.workspace import REPO_ROOT
+
+    df = pd.read_csv(REPO_ROOT / spec.source.path)
+    ts = spec.event_time.column
+    if ts is None:
+        raise ValueError(f"{spec.name}: a replay needs event_time.column to order the months")
+    df = df.sort_values(ts, kind="stable").reset_index(drop=True)
+    df["_month"] = _months(df, ts)
+    if cfg.drift_from:
+        hit = df["_month"] >= cfg.drift_from
+        df.loc[hit, cfg.drift_column] = df.loc[hit, cfg.drift_column] * cfg.drift_factor
+    return df
+
+
+def traffic_features(cfg: ReplayConfig, spec, history: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time model inputs of every row (Feast over the whole file, scratch workspace)."""
+    from mlplatform.jobs import features_job, gate_for
+
+    scratch = Path(cfg.home).resolve() / "replay-traffic"
+    path = scratch / "history.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    history.drop(columns=["_month"]).to_csv(path, index=False)
+    gate = gate_for(cfg.usecase, scratch)
+    out = gate.process(path)
+    if not out.accepted:  # e.g. the injected drift breaks a range: these are the served values
+        reason = "replay: the traffic as served, anomalies expected"
+        gate.release(out.record.batch_id, reason, force=True)
+    ts = scratch / "traffic.parquet"
+    features_job(cfg.usecase, scratch, ts)
+    frame = pd.read_parquet(ts)
+    order = frame[spec.entity.key].str.rsplit("-", n=1).str[1].astype(int)
+    frame = frame.assign(_row=order.to_numpy()).sort_values("_row").reset_index(drop=True)
+    frame["_month"] = history["_month"].to_numpy()[frame["_row"].to_numpy()]
+    return frame
+
+
+def ingest_month(
+    cfg: ReplayConfig, replay: Replay, history: pd.DataFrame, month: str, profile
+) -> str:
+    """The labelled rows of `month` as a batch through the validation gate.
+
+    A quarantined batch is released only with evidence, as an operator would: drift flagged by
+    the gate on a feature whose decile score against the training reference (`profile`) is
+    within its threshold (TFDV's equal-width histograms, see ADR 0012), or the injected change
+    confirmed with the data owner. Anything else stays quarantined, out of training.
+    """
+    from mlplatform.jobs import gate_for
+    from mlplatform.monitoring.drift import drift_scores
+
+    folder = Path(cfg.home).resolve() / "replay-batches"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{month}.csv"
+    rows = history[history["_month"] == month]
+    rows.drop(columns=["_month"]).to_csv(path, index=False)
+    gate = gate_for(cfg.usecase, cfg.home)
+    out = gate.process(path)
+    if out.accepted:
+        return "accepted"
+    anomalies = out.report.anomalies if out.report else []
+    kinds = sorted({a.kind for a in anomalies})
+    if cfg.drift_from and month >= cfg.drift_from:
+        reason = (
+            f"replay operator: {cfg.drift_column} x{cfg.drift_factor:g} from {cfg.drift_from} is "
+            "a confirmed upstream unit change"
+        )
+    elif kinds == ["DRIFT"]:
+        flagged = {a.feature for a in anomalies}
+        scores = {d.feature: d for d in drift_scores(profile, rows) if d.feature in flagged}
+        if not flagged <= set(scores) or any(d.drifted for d in scores.values()):
+            replay.event(month, "batch_quarantined", f"gate: drift on {sorted(flagged)}, kept out")
+            return "quarantined"
+        reason = (
+            "replay operator: gate drift is a histogram artefact; decile score vs training "
+            + (", ".join(f"{f} {d.score:.3f} <= {d.threshold}" for f, d in sorted(scores.items())))
+        )
+    else:
+        replay.event(month, "batch_quarantined", f"gate: {', '.join(kinds)}, kept out")
+        return "quarantined"
+    gate.release(out.record.batch_id, reason, force=True)
+    replay.event(month, "batch_released", f"quarantined ({', '.join(kinds)}); {reason}")
+    return "released"
+
+
+def run_replay(cfg: ReplayConfig) -> Replay:
+    """Run the whole replay; writes timeline.json, events.json and dashboard.html."""
+    from mlplatform.monitoring.cycle import MonitoringCycle
+
+    t0 = time.perf_counter()
+    cycle = MonitoringCycle.start(cfg)
+    replay = cycle.replay
+    for month in cycle.months[cfg.initial_months :][: cfg.max_months]:
+        cycle.month(month)
+    out = cycle.out_dir
+    (out / "timeline.json").write_text(json.dumps(replay.timeline, indent=2, default=str))
+    (out / "events.json").write_text(json.dumps(replay.events, indent=2, default=str))
+    from mlplatform.monitoring.dashboard import write_dashboard
+
+    summary = summarize(cfg, replay)
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_dashboard(replay, summary, out / "dashboard.html")
+    print(f"replay done in {summary['seconds']} s: {out / 'dashboard.html'}", flush=True)
+    return replay
+
+
+def summarize(cfg: ReplayConfig, replay: Replay) -> dict:
+    """Detection delay, false triggers on stable months, retrainings and promotions."""
+    drift_from = cfg.drift_from
+    triggers = [e for e in replay.events if e["kind"] == "trigger"]
+    alarm = {"drift", "confidence"}  # label-count triggers are scheduled, never false
+    stable = [r["month"] for r in replay.timeline if not drift_from or r["month"] < drift_from]
+    false = [t for t in triggers if t["reason"] in alarm and t["month"] in stable]
+    detected = [
+        t for t in triggers if drift_from and t["reason"] in alarm and t["month"] >= drift_from
+    ]
+    months = [r["month"] for r in replay.timeline]
+    delay = None
+    if detected and drift_from in months:
+        delay = months.index(detected[0]["month"]) - months.index(drift_from)
+    promoted = [e for e in replay.events if e["kind"] == "promoted"]
+    after = [e for e in promoted if drift_from and e["month"] >= drift_from]
+    return {
+        "months": len(months),
+        "drift_from": drift_from,
+        "stable_windows": len(stable),
+        "false_triggers": len(false),
+        "false_trigger_rate": round(len(false) / len(stable), 4) if stable else None,
+        "detection_delay_windows": delay,
+        "triggers": [{k: t[k] for k in ("month", "reason")} for t in triggers],
+        "retrainings": sum(e["kind"] == "retrained" for e in replay.events),
+        "promotions": len(promoted),
+        "promotion_delay_windows": (
+            months.index(after[0]["month"]) - months.index(drift_from) if after else None
+        ),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+    }

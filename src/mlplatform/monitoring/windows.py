@@ -1,0 +1,40 @@
+"""Reading the request log back as frames, and cutting it into monitoring windows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from mlplatform.monitoring.requestlog import iter_records
+
+META = ["request_id", "row", "ts", "model", "version", "probability", "prediction"]
+
+
+def records_frame(records: Iterable[dict]) -> pd.DataFrame:
+    """One row per logged prediction: the meta columns plus one column per feature."""
+    records = list(records)
+    if not records:
+        return pd.DataFrame(columns=META)
+    meta = pd.DataFrame([{k: r.get(k) for k in META} for r in records])
+    features = pd.DataFrame([r.get("features") or {} for r in records])
+    return pd.concat([meta, features], axis=1)
+
+
+def read_log(directory: Path, since: float | None = None, until: float | None = None):
+    """The logged predictions with `since <= ts < until` (seconds since the epoch)."""
+    df = records_frame(iter_records(directory))
+    if df.empty:
+        return df
+    if since is not None:
+        df = df[df["ts"] >= since]
+    if until is not None:
+        df = df[df["ts"] < until]
+    return df.reset_index(drop=True)
+
+
+def by_month(df: pd.DataFrame, ts_col: str = "ts") -> list[tuple[str, pd.DataFrame]]:
+    """Calendar-month windows ("2015-03"), oldest first."""
+    months = pd.to_datetime(df[ts_col], unit="s", utc=True).dt.strftime("%Y-%m")
+    return [(m, part.reset_index(drop=True)) for m, part in df.groupby(months, sort=True)]
