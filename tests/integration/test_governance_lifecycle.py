@@ -37,10 +37,12 @@ def spec(trained_taxi, gov_home, request):
     return trained_taxi.spec.model_copy(update={"name": name})
 
 
-def _version(spec, trained_taxi, home, quality: float, battery_ok: bool = True) -> str:
-    """Register the trained run as a new version with this selection quality; give it
+def _version(spec, trained_taxi, home, lead: float, battery_ok: bool = True) -> str:
+    """Register the trained run as a new version whose recorded quality is `lead` above the
+    run's real recent AUC (what the gate measures the champion at, on the same rows); give it
     `challenger` when its battery passes and it beats the champion."""
     run = trained_taxi.run
+    quality = run["auc_recent"] + lead
     v = reg.register(
         spec,
         run["run_id"],
@@ -68,7 +70,7 @@ def _approve_both(spec, v, home, tl="alice", bo="bob"):
 
 
 def test_two_person_promotion_records_stages_and_audit(spec, trained_taxi, gov_home):
-    v1 = _version(spec, trained_taxi, gov_home, 0.90)
+    v1 = _version(spec, trained_taxi, gov_home, 0.0)
     assert stages.stage_of(spec, v1) == "Staging"
     _approve_both(spec, v1, gov_home)
     res = promote(spec, v1, "carol", gov_home)
@@ -87,7 +89,7 @@ def test_two_person_promotion_records_stages_and_audit(spec, trained_taxi, gov_h
 
 
 def test_self_approval_in_both_roles_refused(spec, trained_taxi, gov_home):
-    v = _version(spec, trained_taxi, gov_home, 0.90)
+    v = _version(spec, trained_taxi, gov_home, 0.0)
     approve(spec, v, "tech-lead", "alice", gov_home)
     with pytest.raises(Refused, match="alice already approved v.* as tech-lead: the two-person"):
         approve(spec, v, "business-owner", "alice", gov_home)
@@ -99,7 +101,7 @@ def test_self_approval_in_both_roles_refused(spec, trained_taxi, gov_home):
 
 
 def test_one_role_only_refused(spec, trained_taxi, gov_home):
-    v = _version(spec, trained_taxi, gov_home, 0.90)
+    v = _version(spec, trained_taxi, gov_home, 0.0)
     approve(spec, v, "business-owner", "bob", gov_home)
     with pytest.raises(Refused) as info:
         promote(spec, v, "bob", gov_home)
@@ -109,9 +111,9 @@ def test_one_role_only_refused(spec, trained_taxi, gov_home):
 
 
 def test_approval_of_another_version_and_after_supersession_refused(spec, trained_taxi, gov_home):
-    v1 = _version(spec, trained_taxi, gov_home, 0.90)
+    v1 = _version(spec, trained_taxi, gov_home, 0.0)
     approve(spec, v1, "tech-lead", "alice", gov_home)
-    v2 = _version(spec, trained_taxi, gov_home, 0.91)  # a newer challenger replaces v1
+    v2 = _version(spec, trained_taxi, gov_home, 0.01)  # a newer challenger replaces v1
     assert stages.stage_of(spec, v1) == "Archived"
     with pytest.raises(Refused, match=f"v{v1} was superseded by v{v2}.*approvals of v{v1} expired"):
         approve(spec, v1, "business-owner", "bob", gov_home)
@@ -120,7 +122,7 @@ def test_approval_of_another_version_and_after_supersession_refused(spec, traine
     # v1's approval does not carry over to v2.
     with pytest.raises(Refused, match=f"v{v2} lacks the tech-lead and business-owner approval"):
         promote(spec, v2, "bob", gov_home)
-    failed = _version(spec, trained_taxi, gov_home, 0.95, battery_ok=False)
+    failed = _version(spec, trained_taxi, gov_home, 0.05, battery_ok=False)
     with pytest.raises(Refused, match=f"v{failed} is not the candidate \\(the challenger is v{v2}"):
         approve(spec, failed, "tech-lead", "alice", gov_home)
     _approve_both(spec, v2, gov_home)
@@ -128,7 +130,7 @@ def test_approval_of_another_version_and_after_supersession_refused(spec, traine
 
 
 def test_promotion_of_a_version_that_failed_its_battery_refused(spec, trained_taxi, gov_home):
-    v = _version(spec, trained_taxi, gov_home, 0.90)
+    v = _version(spec, trained_taxi, gov_home, 0.0)
     _approve_both(spec, v, gov_home)
     # The nightly re-run of the battery fails after approval: promotion must stop.
     reg.record_battery(spec, v, {"unit": (True, ""), "load": (False, "p99 31 ms > 10 ms")})
@@ -141,22 +143,23 @@ def test_promotion_of_a_version_that_failed_its_battery_refused(spec, trained_ta
 
 
 def test_gate_is_rechecked_at_promotion(spec, trained_taxi, gov_home):
-    v1 = _version(spec, trained_taxi, gov_home, 0.90)
+    v1 = _version(spec, trained_taxi, gov_home, 0.0)
     _approve_both(spec, v1, gov_home)
     promote(spec, v1, "carol", gov_home)
-    v2 = _version(spec, trained_taxi, gov_home, 0.91)
+    v2 = _version(spec, trained_taxi, gov_home, 0.01)
     _approve_both(spec, v2, gov_home)
-    # The champion's recorded quality is corrected upwards before v2 is promoted.
-    reg.client().set_model_version_tag(f"{spec.name}-classifier", v1, "selection_quality", "0.95")
+    # v2's recorded quality is corrected down to the champion's before it is promoted.
+    quality = f"{trained_taxi.run['auc_recent']:.6f}"
+    reg.client().set_model_version_tag(f"{spec.name}-classifier", v2, "selection_quality", quality)
     with pytest.raises(Refused, match="champion-challenger gate: .*does not beat champion"):
         promote(spec, v2, "carol", gov_home)
 
 
 def test_rollback_to_previous_production_version(spec, trained_taxi, gov_home):
-    v1 = _version(spec, trained_taxi, gov_home, 0.90)
+    v1 = _version(spec, trained_taxi, gov_home, 0.0)
     _approve_both(spec, v1, gov_home)
     promote(spec, v1, "carol", gov_home)
-    v2 = _version(spec, trained_taxi, gov_home, 0.91)
+    v2 = _version(spec, trained_taxi, gov_home, 0.01)
     _approve_both(spec, v2, gov_home)
     promote(spec, v2, "canary-controller", gov_home)  # what the canary's on_promote calls
     assert stages.stage_of(spec, v1) == "Archived"
@@ -172,7 +175,7 @@ def test_rollback_to_previous_production_version(spec, trained_taxi, gov_home):
 
 
 def test_edited_audit_record_detected_and_blocks_promotion(spec, trained_taxi, gov_home):
-    v = _version(spec, trained_taxi, gov_home, 0.90)
+    v = _version(spec, trained_taxi, gov_home, 0.0)
     _approve_both(spec, v, gov_home, tl="alice", bo="alice2")
     path = trail(spec, gov_home).path
     lines = path.read_text().splitlines()
@@ -197,7 +200,7 @@ def test_cli_refusals_exit_nonzero_with_reasons(trained_taxi, gov_home, tmp_path
     shutil.copytree(gov_home, home)
     use_workspace(home, "taxi")
     spec = trained_taxi.spec
-    v = _version(spec, trained_taxi, home, 0.90)
+    v = _version(spec, trained_taxi, home, 0.0)
     cli = CliRunner()
 
     def run(*args: str):

@@ -100,9 +100,41 @@ def quality_of(tags: dict[str, str]) -> float:
     return float(tags["selection_quality"])
 
 
+def champion_on_candidate_rows(
+    spec: UseCase, tags: dict[str, str], champion: str
+) -> tuple[float, int]:
+    """The champion's selection metric on the rows the candidate's quality was measured on
+    (its held-out `selection.slice`), and how many rows that is.
+
+    Recorded qualities come from different periods: after a drift the champion's old score
+    says nothing about today, so the two versions must be compared on the same, newest rows.
+    """
+    import mlflow
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    from mlplatform.model_jobs import _predictions
+    from mlplatform.packaging.pyfunc import signature_frame
+    from mlplatform.training.preprocessing import model_inputs
+
+    rows = _predictions(tags["run_id"])
+    if spec.selection.slice == "recent" and "recent_period" in rows:
+        rows = rows[rows["recent_period"] == "recent"]
+    y = rows[spec.label].to_numpy().astype(int)
+    if len(set(y)) < 2:
+        raise ValueError(f"the candidate's {spec.selection.slice} rows have one class only")
+    model = mlflow.pyfunc.load_model(f"models:/{registered_model_name(spec.name)}/{champion}")
+    numeric, categorical = model_inputs(spec)
+    proba = model.predict(signature_frame(rows, numeric, categorical))["probability"].to_numpy()
+    if spec.selection.metric == "auc":
+        return float(roc_auc_score(y, proba)), len(rows)
+    return float(accuracy_score(y, proba >= spec.selection.threshold)), len(rows)
+
+
 def champion_challenger_gate(spec: UseCase, version: str) -> GateDecision:
     """The candidate must beat the champion on the selection slice by the spec's margin, and
-    must not break fairness or the latency budget."""
+    must not break fairness or the latency budget. The champion is scored now on the
+    candidate's own held-out rows (the rows its recorded quality came from); only when that
+    is impossible (no stored predictions) does the champion's recorded quality stand in."""
     tags = version_tags(spec, version)
     quality = quality_of(tags)
     if tags.get("fairness_passed", "true") != "true":
@@ -113,19 +145,28 @@ def champion_challenger_gate(spec: UseCase, version: str) -> GateDecision:
     champ = alias_version(spec, CHAMPION)
     if champ is None:
         return GateDecision(True, "no champion yet: the candidate becomes the challenger", quality)
-    champ_q = quality_of(version_tags(spec, champ))
+    try:
+        champ_q, n = champion_on_candidate_rows(spec, tags, champ)
+        basis = f"on the same {n} held-out rows"
+    except Exception as exc:  # noqa: BLE001 - any failure falls back, and says so
+        champ_q = quality_of(version_tags(spec, champ))
+        basis = f"recorded quality; a head-to-head was impossible: {exc}"
     margin = spec.selection.champion_margin
     if quality < champ_q + margin:
         return GateDecision(
             False,
             f"{spec.selection.metric} on {spec.selection.slice} {quality:.4f} does not beat "
-            f"champion v{champ} ({champ_q:.4f}) by the required margin {margin}",
+            f"champion v{champ} ({champ_q:.4f}, {basis}) by the required margin {margin}",
             quality,
             champ,
             champ_q,
         )
     return GateDecision(
-        True, f"beats champion v{champ} ({quality:.4f} vs {champ_q:.4f})", quality, champ, champ_q
+        True,
+        f"beats champion v{champ} ({quality:.4f} vs {champ_q:.4f}, {basis})",
+        quality,
+        champ,
+        champ_q,
     )
 
 
