@@ -29,6 +29,7 @@ def test_int_for_double_and_number_for_category_are_coerced():
         ([1, 2], "JSON object"),
         ({"instances": [5]}, "instances[0] must be an object"),
         ({"instances": [{"fare": float("inf"), "sex": "1"}]}, "finite"),
+        ({"instances": [{"fare": 1.7e308, "sex": "1"}]}, "fare: 1.7e+308 is out of range"),
         ({"instances": [{"fare": 1.0, "sex": ["a"]}]}, "instances[0].sex: expected text"),
     ],
 )

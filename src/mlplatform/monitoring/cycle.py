@@ -295,11 +295,20 @@ class MonitoringCycle:
         return result.status
 
     def _promote(self, month: str, outcome, why: str) -> None:
-        from mlplatform.registry import models as reg
+        """Through the governance gate, as in production: two people approve, then the gate
+        checks approvals, battery and champion-challenger gate. The replay's approvers are
+        simulated people; a refusal is logged and the champion stays."""
+        from mlplatform.governance.approvals import approve
+        from mlplatform.governance.promotion import promote
+        from mlplatform.registry.models import PromotionRefused
 
-        reg.client().set_registered_model_alias(
-            reg.registered_model_name(self.spec.name), reg.CHAMPION, outcome.version
-        )
+        try:
+            for role in ("tech-lead", "business-owner"):
+                approve(self.spec, outcome.version, role, f"replay-{role}", self.cfg.home)
+            promote(self.spec, outcome.version, "canary-controller", self.cfg.home, why)
+        except PromotionRefused as exc:
+            self.replay.event(month, "promotion refused", str(exc), version=outcome.version)
+            return
         self.replay.event(
             month,
             "promoted",

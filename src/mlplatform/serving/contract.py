@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from numbers import Real
 
+import numpy as np
 import pandas as pd
 
 MAX_INSTANCES = 10_000  # one request; larger jobs belong to batch scoring
@@ -122,12 +123,20 @@ class Contract:
         return {"inputs": inputs} if request_id is None else {"id": request_id, "inputs": inputs}
 
     def _frame(self, columns: dict[str, list]) -> pd.DataFrame:
-        df = pd.DataFrame(columns)
-        for f in self.fields:
-            df[f.name] = (
-                df[f.name].astype("float64") if f.kind == "double" else df[f.name].astype("object")
-            )
-        return df
+        # Typed arrays straight into the frame: building it from lists and casting each column
+        # afterwards cost 3 ms per single-row request, most of the server's time.
+        return pd.DataFrame(
+            {
+                f.name: np.array(columns[f.name], dtype="float64" if f.kind == "double" else object)
+                for f in self.fields
+            },
+            copy=False,
+        )
+
+
+# No feature of a tabular model is measured in numbers this large; near the float maximum the
+# preprocessing's (x - mean) / std overflows to infinity and the model fails (found by fuzzing).
+MAX_ABS_NUMBER = 1e15
 
 
 def _coerce(f: Field, value: object, where: str):
@@ -141,6 +150,10 @@ def _coerce(f: Field, value: object, where: str):
             )
         if math.isinf(value):
             raise ContractError(f"{where}: expected a finite number, got {value}")
+        if abs(value) > MAX_ABS_NUMBER:
+            raise ContractError(
+                f"{where}: {value:g} is out of range (|x| <= {MAX_ABS_NUMBER:g} for any number)"
+            )
         return float(value)
     if isinstance(value, str):
         return value

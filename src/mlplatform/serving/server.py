@@ -204,7 +204,63 @@ def build_app(model: PlatformModel):
     )
     RESTServer(app, server.dataplane, server.model_repository_extension).create_application()
     app.add_middleware(_Measure, model=model)
+    app.add_middleware(_PinnedVersion, model=model)
     return app
+
+
+def _not_served(path: str) -> bool:
+    # One server serves one pinned version: no repository (a client could unload the model),
+    # no explainer, no version-addressed routes. KServe answers those 200/501/503.
+    return path.startswith("/v2/repository") or ":explain" in path or "/versions/" in path
+
+
+async def _answer(send, status: int, message: str) -> None:
+    import json
+
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": json.dumps({"error": message}).encode()})
+
+
+class _PinnedVersion:
+    """The server serves one pinned version: repository, explain and version-addressed routes
+    are 404, and `?model_version=` (Open Inference Protocol) must name the version served
+    (KServe 0.14 answers the parameter with 501 whatever its value)."""
+
+    def __init__(self, app, model: PlatformModel) -> None:
+        self.app, self.model = app, model
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and _not_served(scope["path"]):
+            await _answer(
+                send,
+                404,
+                f"{scope['path']} is not served: this server serves {self.model.version} only "
+                "(no model repository, explainer or version-addressed routes)",
+            )
+            return
+        if scope["type"] == "http" and b"model_version" in scope.get("query_string", b""):
+            from urllib.parse import parse_qsl, urlencode
+
+            query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            asked = [v for k, v in query if k == "model_version"]
+            served = {self.model.version, self.model.version.rsplit("/", 1)[-1]}
+            if any(v not in served for v in asked):
+                await _answer(
+                    send,
+                    404,
+                    f"model_version {asked[0]} is not served here; this server serves "
+                    f"version {self.model.version}",
+                )
+                return
+            rest = urlencode([(k, v) for k, v in query if k != "model_version"])
+            scope = {**scope, "query_string": rest.encode("latin-1")}
+        await self.app(scope, receive, send)
 
 
 class _Measure:
