@@ -114,6 +114,13 @@ def register(app: typer.Typer) -> None:
         interval: Annotated[float | None, typer.Option(help="Seconds per round.")] = None,
         shadow: Annotated[bool, typer.Option(help="Mirror traffic instead of splitting.")] = False,
         user: Annotated[str | None, typer.Option(help="Who promotes (governance).")] = None,
+        prometheus: Annotated[
+            str | None,
+            typer.Option(
+                help="Read the analysis from this Prometheus (e.g. `make monitor`'s) "
+                "instead of each process's /metrics."
+            ),
+        ] = None,
     ) -> None:
         """Release the deployment's challenger: analysis rounds until promotion or rollback."""
         from mlplatform.serving import local_stack as ls
@@ -122,6 +129,7 @@ def register(app: typer.Typer) -> None:
             CanaryRefused,
             LocalRouterBackend,
             MetricsSource,
+            prometheus_source,
         )
         from mlplatform.serving.release import ReleaseError, describe, load_policy
 
@@ -147,14 +155,19 @@ def register(app: typer.Typer) -> None:
             status = {"challenger_version": dep.challenger_version, "log": lines}
             status_file.write_text(json.dumps(status, indent=2))
 
+        sides = {"champion": dep.champion, "challenger": dep.challenger}
+        if prometheus:
+            metrics = prometheus_source(prometheus, dep.router, sides, {"model": spec.name})
+        else:
+            metrics = MetricsSource(
+                f"{dep.router}/metrics",
+                {side: f"{url}/metrics" for side, url in sides.items()},
+                kpi_labels={"model": spec.name},
+            )
         controller = CanaryController(
             policy,
             LocalRouterBackend(dep.router),
-            MetricsSource(
-                f"{dep.router}/metrics",
-                {"champion": f"{dep.champion}/metrics", "challenger": f"{dep.challenger}/metrics"},
-                kpi_labels={"model": spec.name},
-            ),
+            metrics,
             challenger_version=dep.challenger_version,
             ready_urls={
                 "champion": dep.champion + ls.READY["model"],

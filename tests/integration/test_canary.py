@@ -314,3 +314,42 @@ def test_challenger_dying_mid_canary_is_rolled_back(stack, capsys):
 def _kill(proc: subprocess.Popen, died: list[float]) -> None:
     proc.kill()
     died.append(time.monotonic())
+
+
+def test_analysis_can_read_from_prometheus(stack, capsys):
+    """The controller reads the same figures through a real Prometheus scraping the router and
+    both model servers (its federation endpoint), and promotes a good challenger."""
+    from urllib.parse import urlsplit
+
+    from mlplatform.monitoring.prometheus import PrometheusServer, ScrapeTargets
+    from mlplatform.serving.canary import prometheus_source
+
+    with routed(stack, stack.challenger) as (router, challenger, kpi_url, _):
+        targets = ScrapeTargets(
+            model_servers=tuple(urlsplit(u).netloc for u in (stack.champion, challenger)),
+            router=(urlsplit(router).netloc,),
+        )
+        with PrometheusServer(targets, scrape_interval_s=0.5, rules=[]) as prom:
+            prom.wait_for('up{job="router"} == 1', timeout_s=30)
+            metrics = prometheus_source(
+                prom.url,
+                router,
+                {"champion": stack.champion, "challenger": challenger},
+                kpi_labels={"model": "taxi"},
+            )
+            promoted: list[str] = []
+            controller = CanaryController(
+                POLICY,
+                LocalRouterBackend(router),
+                metrics,
+                challenger_version=stack.v2,
+                on_promote=promoted.append,
+            )
+            with PacedLoad(router, PREDICT, stack.body) as load:
+                time.sleep(1.0)  # a few scrapes of flowing traffic first
+                result = controller.run()
+        assert result.status == "promoted", [r.line() for r in result.rounds]
+        assert promoted == [stack.v2] and set(load.codes) == {200}, load.codes
+        assert all(r.challenger.requests > 0 for r in result.rounds)
+    with capsys.disabled():
+        print(f"\n[canary/prometheus] promoted in {result.duration_s:.1f} s")

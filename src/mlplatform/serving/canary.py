@@ -5,9 +5,10 @@ Each round reads, as deltas since the previous round: requests, server errors (5
 unreachable; a 4xx is the client's bad input, compared between the two sides instead) and p99
 latency per upstream from the *router's* metrics, and the KPI (share of positive predictions,
 ``mlplatform_predicted_positive_total / mlplatform_predicted_rows_total``) from each side's
-model server (or the fault proxy in front of it). ``judge`` compares challenger and champion
-against a `CanaryPolicy`; the controller counts passed and failed rounds and, through a
-`TrafficBackend`, rolls back (champion-only, 0%) or promotes (``on_promote(version)``, the
+model server (or the fault proxy in front of it), either from each process's /metrics or,
+with `prometheus_source`, from a Prometheus that scrapes them. ``judge`` compares challenger
+and champion against a `CanaryPolicy`; the controller counts passed and failed rounds and,
+through a `TrafficBackend`, rolls back (champion-only, 0%) or promotes (``on_promote(version)``, the
 promotion gate, then 100% challenger; a refusal there rolls back). Stdlib only (+ the
 Prometheus text parser), so it runs in both envs.
 """
@@ -201,6 +202,33 @@ class MetricsSource:
             raise MetricsError(f"cannot read {url}: {exc}") from exc
         for family in text_string_to_metric_families(text):
             yield from family.samples
+
+
+def prometheus_source(
+    prometheus_url: str,
+    router_url: str,
+    kpi_urls: Mapping[str, str],
+    kpi_labels: Mapping[str, str] | None = None,
+) -> MetricsSource:
+    """The same analysis read from a Prometheus that scrapes the router and both sides.
+
+    Prometheus' federation endpoint answers in the exposition format the controller already
+    parses, selected by the scrape target's `instance` (host:port of each base URL). Figures
+    lag the processes by up to one scrape interval, so rounds should be several intervals long.
+    """
+    from urllib.parse import urlencode, urlsplit
+
+    def federate(names: str, base_url: str) -> str:
+        instance = urlsplit(base_url).netloc
+        selector = f'{{__name__=~"{names}",instance="{instance}"}}'
+        return f"{prometheus_url.rstrip('/')}/federate?" + urlencode({"match[]": selector})
+
+    router_names = f"{ROUTER_REQUESTS}_total|{ROUTER_LATENCY}_bucket"
+    return MetricsSource(
+        federate(router_names, router_url),
+        {side: federate(f"{POSITIVES}|{ROWS}", url) for side, url in kpi_urls.items()},
+        kpi_labels,
+    )
 
 
 def judge(
