@@ -1,15 +1,19 @@
 """The small library helpers the notebooks call: sampling a batch, family parameter
-overrides, and the v2 request body a client sends."""
+overrides, the v2 request body a client sends, rows logged one request each, and calendar
+windows of the request log."""
 
 from __future__ import annotations
 
 import csv
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from mlplatform.data.sampling import sample_batch
+from mlplatform.monitoring.requestlog import RequestLog, RequestLogConfig, record_each_row
+from mlplatform.monitoring.windows import by_period, read_log
 from mlplatform.serving.contract import Contract, ContractError, Field
 from mlplatform.training.run import train_candidate
 
@@ -75,3 +79,27 @@ def test_v2_request_is_what_the_server_parses():
     assert frame["payment_type"].tolist() == ["Cash", "Credit Card"]
     with pytest.raises(ContractError):
         contract.v2_request([])
+
+
+def test_each_row_is_logged_as_its_own_request(tmp_path):
+    log = RequestLog(RequestLogConfig(tmp_path, sample_rate=0.01), seed=0)
+    rows = [{"fare": 5.0}, {"fare": float("nan")}, {"fare": 7.5}]
+    ts = [1420070400.0, 1427846400.0, 1427846401.0]  # 2015-01-01, 2015-04-01 (UTC)
+    n = record_each_row(
+        log, "taxi", "taxi-classifier/2", rows, [0.1, 0.6, 0.9], [0, 1, 1], ["a", "b", "c"], ts
+    )
+    log.close()
+    df = read_log(tmp_path)
+    assert n == 3 and list(df["request_id"]) == ["a", "b", "c"]  # kept whatever the sampling
+    assert list(df["row"]) == [0, 0, 0] and list(df["prediction"]) == [0, 1, 1]
+    assert df["fare"].isna().tolist() == [False, True, False] and list(df["ts"]) == ts
+    with pytest.raises(ValueError, match="differ in length"):
+        record_each_row(log, "taxi", "v", rows, [0.1], [0], ["a"], [0.0])
+
+
+def test_calendar_windows_of_the_log_follow_utc():
+    df = pd.DataFrame({"ts": [1443657599.0, 1443657600.0, 1420070400.0], "x": [1, 2, 3]})
+    quarters = by_period(df, "Q")  # 2015-09-30 23:59:59, 2015-10-01 00:00:00, 2015-01-01 UTC
+    assert [w for w, _ in quarters] == ["2015Q1", "2015Q3", "2015Q4"]
+    assert [part["x"].tolist() for _, part in quarters] == [[3], [1], [2]]
+    assert [w for w, _ in by_period(df, "M")] == ["2015-01", "2015-09", "2015-10"]

@@ -168,6 +168,35 @@ class RequestLog:
             old.unlink(missing_ok=True)
 
 
+def record_each_row(
+    log: RequestLog,
+    model: str,
+    version: str,
+    rows: Sequence[dict],
+    probabilities: Sequence[float],
+    predictions: Sequence[int],
+    request_ids: Sequence[str],
+    ts: Sequence[float],
+) -> int:
+    """Log every row as its own request (one trip, one call, as clients send them), scored
+    outside a server (a batch, a replay, a notebook); all rows are kept. Returns the count."""
+    n = len(rows)
+    if not n == len(probabilities) == len(predictions) == len(request_ids) == len(ts):
+        raise ValueError("rows, probabilities, predictions, request_ids and ts differ in length")
+    for i in range(n):
+        log.record(
+            str(request_ids[i]),
+            model,
+            version,
+            rows[i : i + 1],
+            probabilities[i : i + 1],
+            predictions[i : i + 1],
+            ts=float(ts[i]),
+            sampled=True,
+        )
+    return n
+
+
 def log_files(directory: Path) -> list[Path]:
     """The log's files, oldest first (names sort by creation time)."""
     return sorted(Path(directory).glob(f"{PREFIX}*{SUFFIX}"), key=lambda p: (p.stat().st_mtime, p))

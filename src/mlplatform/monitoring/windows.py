@@ -38,3 +38,13 @@ def by_month(df: pd.DataFrame, ts_col: str = "ts") -> list[tuple[str, pd.DataFra
     """Calendar-month windows ("2015-03"), oldest first."""
     months = pd.to_datetime(df[ts_col], unit="s", utc=True).dt.strftime("%Y-%m")
     return [(m, part.reset_index(drop=True)) for m, part in df.groupby(months, sort=True)]
+
+
+def by_period(
+    df: pd.DataFrame, freq: str = "Q", ts_col: str = "ts"
+) -> list[tuple[str, pd.DataFrame]]:
+    """Calendar windows of a pandas period alias ("M": "2015-03", "Q": "2015Q1"), oldest first."""
+    # Periods carry no time zone: the UTC wall time decides the window, as in `by_month`.
+    when = pd.to_datetime(df[ts_col], unit="s", utc=True).dt.tz_localize(None)
+    periods = when.dt.to_period(freq).astype(str)
+    return [(p, part.reset_index(drop=True)) for p, part in df.groupby(periods, sort=True)]
