@@ -5,93 +5,44 @@ from __future__ import annotations
 
 import json
 import random
-import socket
-import subprocess
-import time
+import shutil
 import urllib.error
 import urllib.request
 
 import pytest
 
-from mlplatform.jobs import features_job
 from mlplatform.registry import models as reg
-from mlplatform.training.run import train_candidate
-from mlplatform.validation.quarantine import Gate
-from mlplatform.validation.schema import build_schema
-from mlplatform.workspace import REPO_ROOT
-
-from ..conftest import source_of
+from mlplatform.serving import local_stack as ls
+from mlplatform.tracking import tracking_uri, use_workspace
 
 pytestmark = pytest.mark.integration
-SERVING_PY = REPO_ROOT / ".venv-serving" / "bin" / "python"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from mlplatform.spec import load_spec
-    from mlplatform.workspace import Workspace
-
-    if not SERVING_PY.exists():
-        pytest.fail(f"{SERVING_PY} is missing: `make setup` builds the serving environment")
-    spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
+def server(trained_taxi, tmp_path_factory):
     home = tmp_path_factory.mktemp("serve") / "home"
-    assert (
-        Gate(spec, build_schema(spec), Workspace.for_usecase(home, "taxi"))
-        .process(source_of(spec))
-        .accepted
-    )
-    ts = home / "ts.parquet"
-    features_job("taxi", home, ts)
-    out = train_candidate("taxi", "logistic", ts, home)
+    shutil.copytree(trained_taxi.home, home)  # a registry of its own, the same trained run
+    use_workspace(home, "taxi")
+    out = trained_taxi.run
     version = reg.register(
-        spec, out["run_id"], out["model_uri"], {"family": "logistic", "selection_quality": "0.9"}
+        trained_taxi.spec,
+        out["run_id"],
+        out["model_uri"],
+        {"family": "logistic", "selection_quality": "0.9"},
     )
     reg.client().set_registered_model_alias("taxi-classifier", "champion", version)
-    port = _port()
-    log = open(home / "server.log", "w")  # noqa: SIM115 - closed after the server stops
-    proc = subprocess.Popen(
-        [
-            str(SERVING_PY),
-            "-m",
-            "mlplatform.serving.server",
-            "--model-name",
-            "taxi",
-            "--model-uri",
-            "models:/taxi-classifier@champion",
-            "--tracking-uri",
-            f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    p = ls.model_server(
+        "server", "taxi", "models:/taxi-classifier@champion", tracking_uri(home), home
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited: {(home / 'server.log').read_text()[-2000:]}")
-        try:
-            if json.loads(urllib.request.urlopen(f"{base}/v2/health/ready").read())["ready"]:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        pytest.fail("server did not become ready within 120 s")
-    import mlflow
+    try:
+        ls.wait_ready(p, ls.READY["model"])
+        import mlflow
 
-    example = mlflow.pyfunc.load_model(out["model_uri"]).input_example
-    rows = json.loads(example.to_json(orient="records"))
-    yield base, version, rows, proc
-    proc.terminate()
-    proc.wait(30)
-    log.close()
+        example = mlflow.pyfunc.load_model(out["model_uri"]).input_example
+        rows = json.loads(example.to_json(orient="records"))
+        yield p.url, version, rows, p.proc
+    finally:
+        ls.stop(p)
 
 
 def _post(url: str, body, content_type="application/json"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 import urllib.request
 
@@ -19,13 +18,13 @@ from mlplatform.monitoring.performance import LabelLog, join_labels, performance
 from mlplatform.monitoring.prometheus import PrometheusServer, ScrapeTargets, free_port
 from mlplatform.monitoring.windows import read_log
 from mlplatform.registry import models as reg
-from mlplatform.workspace import REPO_ROOT
+from mlplatform.serving import local_stack as ls
+from mlplatform.tracking import tracking_uri
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed"),
 ]
-SERVING_PY = REPO_ROOT / ".venv-serving" / "bin" / "python"
 N_REQUESTS = 60
 
 
@@ -42,39 +41,17 @@ def served(trained_taxi, tmp_path_factory):
     run = trained_taxi.run
     version = reg.register(trained_taxi.spec, run["run_id"], run["model_uri"], {})
     reg.client().set_registered_model_alias("taxi-classifier", "champion", version)
-    port, logdir = free_port(), home / "requests"
-    out = open(home / "server.log", "w")  # noqa: SIM115 - closed after the server stops
-    proc = subprocess.Popen(
-        [
-            str(SERVING_PY),
-            "-m",
-            "mlplatform.serving.server",
-            "--model-name",
-            "taxi",
-            "--model-uri",
-            "models:/taxi-classifier@champion",
-            "--tracking-uri",
-            f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-            "--port",
-            str(port),
-            "--request-log",
-            str(logdir),
-        ],
-        stdout=out,
-        stderr=subprocess.STDOUT,
+    logdir = home / "requests"
+    server = ls.model_server(
+        "server",
+        "taxi",
+        "models:/taxi-classifier@champion",
+        tracking_uri(home),
+        home,
+        extra_args=["--request-log", str(logdir)],
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited: {(home / 'server.log').read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2)
-            break
-        except OSError:
-            if time.time() > deadline:
-                pytest.fail("model server not ready within 120 s")
-            time.sleep(0.5)
+    ls.wait_ready(server, ls.READY["model"])
+    base, port = server.url, int(server.url.rsplit(":", 1)[1])
     ts = pd.read_parquet(trained_taxi.training_set)
     example = mlflow.pyfunc.load_model(run["model_uri"]).input_example
     cols = list(json.loads(example.to_json(orient="records"))[0])
@@ -101,9 +78,7 @@ def served(trained_taxi, tmp_path_factory):
         "home": home,
         "training_set": ts,
     }
-    proc.terminate()  # a clean shutdown flushes the request log's buffered tail
-    proc.wait(30)
-    out.close()
+    ls.stop(server)  # a clean shutdown (terminate) flushes the request log's buffered tail
 
 
 def test_prometheus_scrapes_servers_and_evaluates_rules(served, taxi):

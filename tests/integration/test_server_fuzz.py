@@ -9,23 +9,18 @@ server must still be alive and serving afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
 from mlplatform.registry import models as reg
+from mlplatform.serving import local_stack as ls
 from mlplatform.tracking import tracking_uri, use_workspace
-from mlplatform.workspace import REPO_ROOT
 
 pytestmark = pytest.mark.integration
-SERVING_PY = REPO_ROOT / ".venv-serving" / "bin" / "python"
 MODEL = "taxi"
 # Operations the server does not expose (404), and why; pinned by test_unsupported_operations.
 UNSUPPORTED = {
@@ -42,47 +37,22 @@ EXAMPLES = {"/v1/models/{model_name}:predict": 60, "/v2/models/{model_name}/infe
 OTHER_EXAMPLES = 6
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(trained_taxi, tmp_path_factory):
     """A model server for a version registered in a copy of the shared trained workspace."""
-    if not SERVING_PY.exists():
-        pytest.fail(f"{SERVING_PY} is missing: `make setup` builds the serving environment")
     home = tmp_path_factory.mktemp("fuzz") / "home"
     shutil.copytree(trained_taxi.home, home)  # a registry of its own, the same trained run
     use_workspace(home, MODEL)
     run = trained_taxi.run
     version = reg.register(trained_taxi.spec, run["run_id"], run["model_uri"], {"family": "x"})
-    port, log = _port(), home / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [str(SERVING_PY), "-m", "mlplatform.serving.server", "--model-name", MODEL]
-            + ["--model-uri", f"models:/taxi-classifier/{version}"]
-            + ["--tracking-uri", tracking_uri(home), "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    p = ls.model_server(
+        "server", MODEL, f"models:/taxi-classifier/{version}", tracking_uri(home), home
+    )
     try:
-        deadline = time.time() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2).read()
-                break
-            if time.time() > deadline:
-                pytest.fail("server not ready within 120 s")
-            time.sleep(0.3)
-        yield base, proc, run["model_uri"]
+        ls.wait_ready(p, ls.READY["model"])
+        yield p.url, p.proc, run["model_uri"]
     finally:
-        proc.terminate()
-        proc.wait(30)
+        ls.stop(p)
 
 
 def _signature_body_schema(model_uri: str) -> dict:

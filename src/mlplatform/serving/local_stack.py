@@ -104,9 +104,12 @@ def model_server(
     tracking_uri: str,
     log_dir: Path,
     port: int | None = None,
+    extra_args: list[str] | None = None,
 ) -> Process:
-    """The KServe-protocol model server for a registry URI (not yet waited for)."""
+    """The KServe-protocol model server for a registry URI (not yet waited for); `extra_args`
+    go to mlplatform.serving.server as they are (e.g. ["--request-log", DIR])."""
     args = ["--model-name", model_name, "--model-uri", model_uri, "--tracking-uri", tracking_uri]
+    args += extra_args or []
     return spawn(role, "mlplatform.serving.server", args, port or free_port(), log_dir)
 
 
