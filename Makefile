@@ -93,14 +93,16 @@ mlflow-ui: .venv/.stamp ## MLflow UI on http://127.0.0.1:5000 for the runs of `m
 
 ALIAS ?= challenger
 PORT ?= 8080
+WORKERS ?= 1
 canary: setup ## Rehearse a release on loopback: a bad challenger rolled back, a good one promoted
 	@test -f .mlplatform/mlflow/mlflow.db || $(CLI) run --usecase $(USECASE)
 	$(CLI) canary demo --usecase $(USECASE)
 
-serve: setup ## Serve USECASE's registry ALIAS (default challenger) on 127.0.0.1:PORT (after make run)
+serve: setup ## Serve USECASE's registry ALIAS (default challenger) on 127.0.0.1:PORT with WORKERS processes (after make run)
 	$(SERVING_PY) -m mlplatform.serving.server --model-name $(USECASE) \
 	  --model-uri models:/$(USECASE)-classifier@$(ALIAS) \
-	  --tracking-uri sqlite:///$(CURDIR)/.mlplatform/mlflow/mlflow.db --port $(PORT)
+	  --tracking-uri sqlite:///$(CURDIR)/.mlplatform/mlflow/mlflow.db --port $(PORT) \
+	  --workers $(WORKERS)
 
 # ---- Kubeflow on kind: images, cluster, submit, deploy (README "Kubeflow on kind") ----------
 .PHONY: images cluster-up submit deploy cluster-down

@@ -1,12 +1,12 @@
 """The model server against `mlflow models serve` and a bare ASGI floor, side by side in one run.
 
 One registered taxi artifact (trained here in a temporary home, or `--model-uri`) is served on
-loopback by (a) our KServe-protocol server, (b) `mlflow models serve --env-manager local`,
-(c) an echo app on the same Starlette + uvicorn process model, the floor, and (d) our router in
-front of (a). Each gets fixed-rate open-loop loads of single-row requests, then a closed-loop
-maximum-throughput run; then a bad challenger (fault proxy) goes through a canary at 100 req/s
-until the controller rolls it back. Prints markdown tables and PASS/FAIL against the goals; it
-is a report and exits 0 whatever the numbers say.
+loopback by (a) our KServe-protocol server, as one process and with `--workers 2`, (b) `mlflow
+models serve --env-manager local`, (c) an echo app on the same Starlette + uvicorn process
+model, the floor, and (d) our router in front of (a). Each gets fixed-rate open-loop loads of
+single-row requests, then a closed-loop maximum-throughput run; then a bad challenger (fault
+proxy) goes through a canary at 100 req/s until the controller rolls it back. Prints markdown
+tables and PASS/FAIL against the goals; it is a report and exits 0 whatever the numbers say.
 
     .venv/bin/python bench/serving.py [--rates 100,500,1000] [--duration 5] [--out out.json]
 
@@ -197,6 +197,16 @@ def start_servers(
     )
     servers = {
         "ours": ours,
+        # The same server with a worker process per core (--workers 2), one port between them.
+        "ours-2w": Server(
+            "ours-2w",
+            [py, "-m", "mlplatform.serving.server", *model, "--tracking-uri", tracking]
+            + ["--workers", "2", "--port", "{port}"],
+            "/v2/health/ready",
+            OURS_PATH,
+            v1,
+            logdir,
+        ),
         # mlflow's server resolves models:/ through its own variable; only this child sees it.
         "mlflow": Server(
             "mlflow",
@@ -435,7 +445,7 @@ def goals(res: dict, by: dict, tp: dict) -> dict:
         and floor_top["achieved_rps"] >= 0.98 * top
     )
     out = {}
-    for target in ("ours", "router"):
+    for target in ("ours", "ours-2w", "router"):
         ok, why = at_goal(target)
         out[
             f"{target}: p50 <= {GOAL_P50_MS:g} ms and p99 <= {GOAL_P99_MS:g} ms at "
@@ -445,6 +455,14 @@ def goals(res: dict, by: dict, tp: dict) -> dict:
         "PASS" if tp_ratio is not None and tp_ratio >= GOAL_TP_RATIO else "FAIL",
         f"{fmt(tp_ratio, 'x')}",
     )
+    tp2_ratio = ratio(
+        tp.get("ours-2w", {}).get("achieved_rps"), tp.get("mlflow", {}).get("achieved_rps")
+    )
+    if tp2_ratio is not None:
+        out[f"ours-2w: max throughput >= {GOAL_TP_RATIO:g}x mlflow models serve"] = (
+            "PASS" if tp2_ratio >= GOAL_TP_RATIO else "FAIL",
+            f"{fmt(tp2_ratio, 'x')}",
+        )
     for c in res["canary"]:
         ok = c["status"] == "rolled_back" and c["seconds_to_decision"] <= 30
         out[f"canary: bad challenger ({' '.join(c['faults'])}) rolled back within 30 s"] = (
@@ -478,7 +496,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per rate and target")
     ap.add_argument("--warmup", type=float, default=1.0, help="unrecorded seconds before each")
     ap.add_argument("--connections", type=int, default=16, help="closed-loop connections")
-    ap.add_argument("--targets", default="ours,mlflow,floor,router")
+    ap.add_argument("--targets", default="ours,ours-2w,mlflow,floor,router")
     ap.add_argument(
         "--before",
         type=Path,

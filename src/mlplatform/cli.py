@@ -294,14 +294,10 @@ def package_verify(
     from mlplatform.packaging.verify import verify
 
     uri = _model_uri(usecase, home, version, alias)
-    try:
-        example = mlflow.models.get_model_info(uri)
-    except Exception as exc:
-        _fail(f"{uri}: not found in the registry ({exc}); run `make run` first")
-    typer.echo(f"verifying {uri} (model {example.model_uuid})")
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(uri, dst_path=tmp)
-        sample = _sample_from_artifact(Path(local), rows)
+        local = _download(uri, Path(tmp))
+        typer.echo(f"verifying {uri} (model {mlflow.models.Model.load(str(local)).model_uuid})")
+        sample = _sample_from_artifact(local, rows)
         result = verify(uri, sample, Path(tmp) / "verify", tolerance)
     typer.echo(
         f"{result.rows} rows: max abs diff {result.max_abs_diff:.3g} (tolerance {result.tolerance})"
@@ -327,10 +323,7 @@ def package_edge(
 
     uri = _model_uri(usecase, home, version, alias)
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
-        except Exception as exc:
-            _fail(f"{uri}: not found ({exc}); see `mlplatform models list`")
+        local = _download(uri, Path(tmp))
         pyfunc = mlflow.pyfunc.load_model(str(local))
         try:
             report = export_edge(
@@ -339,6 +332,16 @@ def package_edge(
         except EdgeParityError as exc:
             _fail(str(exc), 1)
     typer.echo(report.to_json())
+
+
+def _download(uri: str, folder: Path) -> Path:
+    """The registered artifact copied into `folder`; a clear error when it does not exist."""
+    import mlflow
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(folder)))
+    except Exception as exc:
+        _fail(f"{uri}: not found in the registry ({exc}); see `mlplatform models list`")
 
 
 def _sample_from_artifact(local: Path, rows: int):

@@ -124,13 +124,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Release the deployment's challenger: analysis rounds until promotion or rollback."""
         from mlplatform.serving import local_stack as ls
-        from mlplatform.serving.canary import (
-            CanaryController,
-            CanaryRefused,
-            LocalRouterBackend,
-            MetricsSource,
-            prometheus_source,
-        )
+        from mlplatform.serving.canary import CanaryRefused, local_controller
         from mlplatform.serving.release import ReleaseError, describe, load_policy
 
         spec, h = spec_of(usecase), home_of(home)
@@ -155,26 +149,15 @@ def register(app: typer.Typer) -> None:
             status = {"challenger_version": dep.challenger_version, "log": lines}
             status_file.write_text(json.dumps(status, indent=2))
 
-        sides = {"champion": dep.champion, "challenger": dep.challenger}
-        if prometheus:
-            metrics = prometheus_source(prometheus, dep.router, sides, {"model": spec.name})
-        else:
-            metrics = MetricsSource(
-                f"{dep.router}/metrics",
-                {side: f"{url}/metrics" for side, url in sides.items()},
-                kpi_labels={"model": spec.name},
-            )
-        controller = CanaryController(
+        controller = local_controller(
             policy,
-            LocalRouterBackend(dep.router),
-            metrics,
+            dep.router,
+            {"champion": dep.champion, "challenger": dep.challenger},
+            spec.name,
             challenger_version=dep.challenger_version,
-            ready_urls={
-                "champion": dep.champion + ls.READY["model"],
-                "challenger": dep.challenger + ls.READY["model"],
-            },
             on_promote=lambda version: promote_version(spec, h, version, user, log),
             log=log,
+            prometheus_url=prometheus,
         )
         log(f"policy ({release or 'releases/canary.yaml'}):\n{describe(policy)}")
         try:

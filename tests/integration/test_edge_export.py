@@ -5,35 +5,19 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mlplatform.jobs import features_job
 from mlplatform.packaging.edge import EdgeModel, EdgeParityError, export_edge
 from mlplatform.packaging.pyfunc import save_model_dir, signature_frame
 from mlplatform.training.dataset import split
 from mlplatform.training.families import FAMILIES
 from mlplatform.training.preprocessing import Preprocessor
-from mlplatform.validation.quarantine import Gate
-from mlplatform.validation.schema import build_schema
-
-from ..conftest import source_of
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from mlplatform.spec import load_spec
-    from mlplatform.workspace import REPO_ROOT, Workspace
-
-    spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
-    home = tmp_path_factory.mktemp("edge") / "home"
-    assert (
-        Gate(spec, build_schema(spec), Workspace.for_usecase(home, "taxi"))
-        .process(source_of(spec))
-        .accepted
-    )
-    ts = home / "ts.parquet"
-    features_job("taxi", home, ts)
-    splits = split(pd.read_parquet(ts), spec)
+def data(trained_taxi):
+    spec = trained_taxi.spec
+    splits = split(pd.read_parquet(trained_taxi.training_set), spec)
     return spec, splits, Preprocessor.fit(splits.train, spec)
 
 

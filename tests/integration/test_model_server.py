@@ -4,8 +4,10 @@ v1 and v2 predictions, 4xx naming the field, health, /metrics labelled by versio
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import time
 import urllib.error
 import urllib.request
 
@@ -16,6 +18,7 @@ from mlplatform.serving import local_stack as ls
 from mlplatform.tracking import tracking_uri, use_workspace
 
 pytestmark = pytest.mark.integration
+_TRACKING: dict[str, str] = {}  # the server fixture's registry, for a second server on it
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +26,7 @@ def server(trained_taxi, tmp_path_factory):
     home = tmp_path_factory.mktemp("serve") / "home"
     shutil.copytree(trained_taxi.home, home)  # a registry of its own, the same trained run
     use_workspace(home, "taxi")
+    _TRACKING["uri"] = tracking_uri(home)
     out = trained_taxi.run
     version = reg.register(
         trained_taxi.spec,
@@ -128,3 +132,69 @@ def test_metrics_are_labelled_by_version(server):
     ):
         assert any(line.startswith(metric) and label in line for line in text.splitlines()), metric
     assert 'code="400"' in text and 'code="200"' in text
+
+
+def test_served_predictions_match_the_artifact_through_mlflow(server, trained_taxi):
+    # The server calls the packaged model below MLflow's input enforcement (ADR 0019): what a
+    # client gets must be exactly what mlflow.pyfunc gives for the same rows.
+    import mlflow
+    import pandas as pd
+
+    base, _, rows, _ = server
+    code, body = _post(f"{base}/v1/models/taxi:predict", {"instances": rows})
+    assert code == 200
+    expected = mlflow.pyfunc.load_model(trained_taxi.run["model_uri"]).predict(pd.DataFrame(rows))
+    assert [p["probability"] for p in body["predictions"]] == expected["probability"].tolist()
+    assert [p["prediction"] for p in body["predictions"]] == expected["prediction"].tolist()
+
+
+def test_workers_share_the_port_the_metrics_and_the_request_log(server, tmp_path):
+    base, version, rows, _ = server
+    logs = tmp_path / "requests"
+    p = ls.model_server(
+        "workers",
+        "taxi",
+        f"models:/taxi-classifier/{version}",
+        _TRACKING["uri"],
+        tmp_path,
+        extra_args=["--workers", "2", "--request-log", str(logs)],
+    )
+    try:
+        ls.wait_ready(p, ls.READY["model"])
+        with open(f"/proc/{p.proc.pid}/task/{p.proc.pid}/children") as fh:
+            workers = [int(x) for x in fh.read().split()]
+        assert len(workers) == 2
+        # Each request on a new connection: the kernel spreads connections over the workers
+        # once the second has loaded its copy of the model. Each worker logs to its own files.
+        sent, deadline = 0, time.monotonic() + 120
+        while time.monotonic() < deadline and not (
+            sent >= 40 and _logging_pids(logs) == set(workers)
+        ):
+            code, _ = _post(f"{p.url}/v1/models/taxi:predict", {"instances": rows[:1]})
+            assert code == 200
+            sent += 1
+            if sent >= 40:
+                time.sleep(0.2)  # the logs flush on a timer
+        assert _logging_pids(logs) == set(workers)
+        # Every scrape, whichever worker answers it, counts the requests of both.
+        for _ in range(6):
+            text = urllib.request.urlopen(f"{p.url}/metrics").read().decode()
+            assert _requests_200(text, version) == sent
+    finally:
+        ls.stop(p)
+    assert p.proc.returncode == 0
+    assert not [w for w in workers if os.path.exists(f"/proc/{w}")]
+
+
+def _logging_pids(folder) -> set[int]:
+    # Request-log files are named <prefix><stamp>-<pid>-<seq><suffix>.
+    return {int(f.name.rsplit("-", 2)[1]) for f in folder.glob("*")} if folder.exists() else set()
+
+
+def _requests_200(metrics: str, version: str) -> float:
+    label = f'version="taxi-classifier/{version}"'
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("mlplatform_requests_total{") and label in line and 'code="200"' in line
+    )

@@ -5,33 +5,23 @@ Runs real MLflow (SQLite backend) on a logistic model trained from the taxi Feas
 
 from __future__ import annotations
 
+import shutil
+
 import mlflow
 import pytest
 
-from mlplatform.jobs import features_job
 from mlplatform.registry import models as reg
-from mlplatform.training.run import train_candidate
-from mlplatform.validation.quarantine import Gate
-from mlplatform.validation.schema import build_schema
-
-from ..conftest import source_of
+from mlplatform.tracking import use_workspace
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from mlplatform.spec import load_spec
-    from mlplatform.workspace import REPO_ROOT, Workspace
-
-    spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
+def trained(trained_taxi, tmp_path_factory):
     home = tmp_path_factory.mktemp("registry") / "home"
-    ws = Workspace.for_usecase(home, "taxi")
-    assert Gate(spec, build_schema(spec), ws).process(source_of(spec)).accepted
-    ts = home / "training_set.parquet"
-    features_job("taxi", home, ts)
-    out = train_candidate("taxi", "logistic", ts, home)
-    return spec, home, out
+    shutil.copytree(trained_taxi.home, home)  # a registry of its own, the same trained run
+    use_workspace(home, "taxi")
+    return trained_taxi.spec, home, trained_taxi.run
 
 
 def _register(spec, out, quality):

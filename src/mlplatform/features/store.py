@@ -84,13 +84,12 @@ class FeatureRepo:
 
     def build_tables(self) -> BuildResult:
         """Rewrite the offline tables from every usable (accepted or released) batch."""
-        usable = Catalogue(self.ws.catalogue).usable(self.spec.name)
+        usable, frames = self._usable_frames()
         if not usable:
             raise NoAcceptedData(
                 f"{self.spec.name}: no accepted batches; ingest data first "
                 f"(`mlplatform ingest FILE -u {self.spec.name}`) and fix quarantined ones"
             )
-        frames = [batch_frame(rec, self.spec) for rec in usable]
         rows = rows_table(frames, self.spec)
         written = {}
         name = rows_view_name(self.spec)
@@ -103,6 +102,17 @@ class FeatureRepo:
             table.to_parquet(table_path(self.data_dir, vname), index=False)
             written[vname] = len(table)
         return BuildResult(tuple(r.batch_id for r in usable), len(rows), written)
+
+    def _usable_frames(self) -> tuple[list, list[pd.DataFrame]]:
+        """The usable batches and their frames, read once per set of batches: building the
+        tables and the training set's entity frame both need them."""
+        usable = Catalogue(self.ws.catalogue).usable(self.spec.name)
+        ids = tuple(r.batch_id for r in usable)
+        cached = self.__dict__.get("_frames")
+        if cached is None or cached[0] != ids:
+            cached = (ids, [batch_frame(rec, self.spec) for rec in usable])
+            self._frames = cached
+        return usable, cached[1]
 
     def apply(self) -> list[str]:
         objs = build_definitions(self.spec, self.data_dir)
@@ -131,8 +141,7 @@ class FeatureRepo:
 
     def entity_frame(self) -> pd.DataFrame:
         """Entity key, event time, the label and the join keys of every usable row."""
-        usable = Catalogue(self.ws.catalogue).usable(self.spec.name)
-        frames = [batch_frame(rec, self.spec) for rec in usable]
+        _, frames = self._usable_frames()
         keys = [self.spec.entity.key, EVENT_TS, self.spec.label, "batch_id"]
         keys += [a.group_by for a in self.spec.features.aggregates if a.group_by not in keys]
         df = pd.concat(frames, ignore_index=True)[keys]

@@ -37,11 +37,17 @@ class PlatformModel(mlflow.pyfunc.PythonModel):
         self.inputs = pre.inputs
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        p, c = self.scores(model_input)
+        return pd.DataFrame({"probability": p, "prediction": c})
+
+    def scores(self, model_input: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(probability, 0/1 prediction) arrays: what `predict` returns, without the frame
+        (the model server's single-row path calls this directly)."""
         missing = [c for c in self.inputs if c not in model_input.columns]
         if missing:
             raise ValueError(f"input lacks columns {missing}")
         p = np.clip(self.family.predict_proba(model_input), 0.0, 1.0)
-        return pd.DataFrame({"probability": p, "prediction": (p >= self.threshold).astype("int64")})
+        return p, (p >= self.threshold).astype("int64")
 
 
 def pinned_requirements(family: Family) -> list[str]:

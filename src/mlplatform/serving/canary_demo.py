@@ -19,13 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlplatform.serving import local_stack as ls
-from mlplatform.serving.canary import (
-    CanaryController,
-    CanaryPolicy,
-    CanaryResult,
-    LocalRouterBackend,
-    MetricsSource,
-)
+from mlplatform.serving.canary import CanaryPolicy, CanaryResult, local_controller
 from mlplatform.serving.load import PacedLoad
 from mlplatform.spec import UseCase
 from mlplatform.tracking import registered_model_name, tracking_uri, use_workspace
@@ -94,19 +88,12 @@ class _Stage:
         r = ls.router(self.champion, target, self.scratch)
         self.started.append(r)
         ls.wait_ready(r, ls.READY["router"], timeout=30)
-        controller = CanaryController(
+        controller = local_controller(
             self.policy,
-            LocalRouterBackend(r.url),
-            MetricsSource(
-                f"{r.url}/metrics",
-                {"champion": f"{self.champion}/metrics", "challenger": f"{target}/metrics"},
-                kpi_labels={"model": self.spec.name},
-            ),
+            r.url,
+            {"champion": self.champion, "challenger": target},
+            self.spec.name,
             challenger_version=self.challenger_version,
-            ready_urls={
-                "champion": f"{self.champion}{ls.READY['model']}",
-                "challenger": f"{target}{ls.READY['model']}",
-            },
             on_promote=promote,
             log=self.log,
         )

@@ -21,7 +21,7 @@ def configure_logging() -> None:
     )
 
 
-def serve(app, host: str, port: int) -> None:
+def serve(app, host: str, port: int, sock=None) -> None:
     """Run the ASGI app with uvicorn, after moving start-up objects out of the collector.
 
     Everything loaded so far lives as long as the process; a full collection over it paused
@@ -32,4 +32,9 @@ def serve(app, host: str, port: int) -> None:
 
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    if sock is None:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        return
+    # A socket bound already (a worker sharing its port with others): uvicorn serves on it.
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 
@@ -21,6 +22,7 @@ import kserve
 from kserve.errors import InvalidInput
 from prometheus_client import Counter, Histogram
 
+from mlplatform.serving import workers
 from mlplatform.serving.contract import Contract, ContractError
 from mlplatform.serving.process import add_bind_args, configure_logging, serve
 
@@ -62,7 +64,9 @@ class PlatformModel(kserve.Model):
         self.version = "unknown"
         self.contract: Contract | None = None
         self.pyfunc = None
+        self._predict = None  # the packaged model's predict (see _direct_predict)
         self.request_log = None  # a mlplatform.monitoring.requestlog.RequestLog when enabled
+        self.online = None  # a mlplatform.serving.online.OnlineFeatures with --feature-repo
 
     def load(self) -> bool:
         import mlflow
@@ -76,6 +80,7 @@ class PlatformModel(kserve.Model):
         if schema is None:
             raise RuntimeError(f"{uri} has no input signature; the server needs one")
         self.contract = Contract.from_schema(schema)
+        self._predict = _direct_predict(self.pyfunc)
         self.ready = True
         log.info("serving %s as %s (version %s)", uri, self.name, self.version)
         return self.ready
@@ -101,37 +106,76 @@ class PlatformModel(kserve.Model):
                 payload = _json_body(payload)
             if isinstance(payload, kserve.InferRequest):
                 inputs = [(t.name, t.datatype, _flat(t.data)) for t in payload.inputs]
+                if self.online is not None:
+                    inputs = await self._lookup(self.online.fill_v2, inputs)
                 return "v2", self.contract.parse_v2(inputs), payload.id
+            if self.online is not None:
+                payload = await self._lookup(self.online.fill_v1, payload)
             return "v1", self.contract.parse_v1(payload), None
         except ContractError as exc:
             INVALID.labels(**self._labels()).inc()
             raise InvalidInput(str(exc)) from exc
 
+    async def _lookup(self, fill, body):
+        """The omitted online features added (mlplatform.serving.online): on the event loop for
+        small requests like predict, in a thread for large ones (one store read per request)."""
+        if _rows_in(body) <= INLINE_MAX_ROWS:
+            return fill(body, self._labels())
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, fill, body, self._labels())
+
     async def predict(self, parsed, headers=None):
         protocol, frame, request_id = parsed
         if len(frame) <= INLINE_MAX_ROWS:
-            out = self.pyfunc.predict(frame)
+            prob, pred = self._predict(frame)
         else:
-            out = await asyncio.get_running_loop().run_in_executor(None, self.pyfunc.predict, frame)
+            loop = asyncio.get_running_loop()
+            prob, pred = await loop.run_in_executor(None, self._predict, frame)
+        prob, pred = prob.tolist(), pred.tolist()  # plain floats and ints for JSON and metrics
         labels = self._labels()
-        ROWS.labels(**labels).inc(len(out))
-        POSITIVES.labels(**labels).inc(int(out["prediction"].sum()))
-        for p in out["probability"]:
-            PREDICTIONS.labels(**labels).observe(float(p))
+        ROWS.labels(**labels).inc(len(prob))
+        POSITIVES.labels(**labels).inc(sum(pred))
+        histogram = PREDICTIONS.labels(**labels)
+        for p in prob:
+            histogram.observe(p)
         if self.request_log is not None:
-            _log_request(self, frame, out, request_id, headers)
+            _log_request(self, frame, prob, pred, request_id, headers)
         if protocol == "v2":
-            return _v2_response(self.name, self.version, request_id, out)
+            return _v2_response(self.name, self.version, request_id, prob, pred)
         return {
             "predictions": [
-                {"probability": float(p), "prediction": int(c)}
-                for p, c in zip(out["probability"], out["prediction"], strict=True)
+                {"probability": p, "prediction": c} for p, c in zip(prob, pred, strict=True)
             ],
             "model_version": self.version,
         }
 
 
-def _log_request(model: PlatformModel, frame, out, request_id, headers) -> None:
+def _direct_predict(pyfunc):
+    """(probability, prediction) arrays for a contract-built frame.
+
+    The platform's own packaged model is called below MLflow's input enforcement.
+
+    The contract has already built the frame the signature asks for (names, float64 doubles,
+    object strings, nulls), so MLflow's second check of the same frame only cost time: ~40% of
+    a single-row prediction. Any other pyfunc keeps MLflow's full path (ADR 0019).
+    """
+    from mlplatform.packaging.pyfunc import PlatformModel as Packaged
+
+    try:
+        inner = pyfunc.unwrap_python_model()
+    except Exception:  # not a python_model flavour: MLflow's path is the only one
+        inner = None
+    if isinstance(inner, Packaged):
+        return inner.scores
+
+    def through_mlflow(frame):
+        out = pyfunc.predict(frame)
+        return out["probability"].to_numpy(), out["prediction"].to_numpy()
+
+    return through_mlflow
+
+
+def _log_request(model: PlatformModel, frame, prob, pred, request_id, headers) -> None:
     """Append the scored rows to the request log (sampled, buffered): the join key for labels
     that arrive later is the client's x-request-id (or the v2 id) and the row's position."""
     if not model.request_log.sampled():  # decided first: an unsampled request costs nothing
@@ -142,10 +186,18 @@ def _log_request(model: PlatformModel, frame, out, request_id, headers) -> None:
         model.name,
         model.version,
         frame.to_dict("records"),
-        out["probability"],
-        out["prediction"],
+        prob,
+        pred,
         sampled=True,
     )
+
+
+def _rows_in(body) -> int:
+    """Rows of a v1 body or of v2 (name, datatype, data) tensors; 0 when malformed."""
+    if isinstance(body, dict):
+        rows = body.get("instances", body.get("inputs"))
+        return len(rows) if isinstance(rows, list) else 0
+    return len(body[0][2]) if body else 0
 
 
 def _json_body(raw: bytes | str):
@@ -166,20 +218,20 @@ def _flat(data) -> list:
     return out
 
 
-def _v2_response(name: str, version: str, request_id, out):
+def _v2_response(name: str, version: str, request_id, prob: list, pred: list):
     from kserve import InferOutput, InferResponse
 
     prob = InferOutput(
         name="probability",
-        shape=[len(out)],
+        shape=[len(prob)],
         datatype="FP64",
-        data=[float(p) for p in out["probability"]],
+        data=prob,
     )
     pred = InferOutput(
         name="prediction",
-        shape=[len(out)],
+        shape=[len(pred)],
         datatype="INT64",
-        data=[int(c) for c in out["prediction"]],
+        data=pred,
     )
     return InferResponse(
         response_id=request_id or "",
@@ -203,8 +255,14 @@ def build_app(model: PlatformModel):
         docs_url="/docs",
     )
     RESTServer(app, server.dataplane, server.model_repository_extension).create_application()
+    if model.online is not None:
+        from mlplatform.serving.online import install_error_handlers
+
+        install_error_handlers(app)  # an unknown entity is a 422, a failed store a 503
     app.add_middleware(_Measure, model=model)
     app.add_middleware(_PinnedVersion, model=model)
+    if workers.worker_index() is not None:
+        app.add_middleware(workers.MultiprocessMetrics)
     return app
 
 
@@ -316,9 +374,40 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="Share of requests logged, in (0, 1] (default $MLPLATFORM_REQUEST_LOG_SAMPLE or 1)",
     )
+    ap.add_argument(
+        "--feature-repo",
+        default=None,
+        metavar="DIR",
+        help="Feast repository (a folder with feature_store.yaml, e.g. .mlplatform/taxi/feast, "
+        "or the yaml itself): a request may then omit the model inputs its online feature "
+        "views serve, and they are read by the entity keys the request carries (an entity key "
+        "that is not a model input, like credit's id, is accepted and not passed to the model). "
+        "A field the client sends, even null, wins over the store; a missing entity key is a "
+        "400 naming it. The views are read at start (restart after `feast apply`); /metrics "
+        "adds mlplatform_feature_lookup* (docs/decisions/0017)",
+    )
+    ap.add_argument(
+        "--on-missing-entity",
+        choices=["reject", "impute"],
+        default="reject",
+        help="An entity without an online row: 'reject' answers 422 naming the entity "
+        "(default); 'impute' sends nulls, which the model imputes as for unmatched rows in "
+        "training. Both count mlplatform_feature_lookup_misses_total",
+    )
+    ap.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="Server processes sharing the port (default 1; 'auto' = one per core). Each "
+        "loads its own copy of the model; /metrics in any of them covers all of them",
+    )
     add_bind_args(ap)
     args = ap.parse_args(argv)
     configure_logging()
+    worker = workers.worker_index()
+    if args.workers > 1 and worker is None:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        raise SystemExit(workers.supervise("mlplatform.serving.server", argv, args.workers))
     model = PlatformModel(args.model_name, args.model_uri, args.tracking_uri)
     model.request_log = _request_log(ap, args.request_log, args.request_log_sample)
     try:
@@ -326,7 +415,38 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a server that cannot load must say why and exit non-zero
         log.error("cannot load %s: %s", args.model_uri, exc)
         raise SystemExit(2) from exc
-    serve(build_app(model), args.host, args.port)
+    if args.feature_repo:
+        model.online = _online(args.feature_repo, model, args.on_missing_entity)
+    sock = workers.reuse_port_socket(args.host, args.port) if worker is not None else None
+    serve(build_app(model), args.host, args.port, sock)
+
+
+def _workers(value: str) -> int:
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--workers takes a number or 'auto', not {value!r}"
+        ) from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be at least 1, not {n}")
+    return n
+
+
+def _online(repo: str, model: PlatformModel, on_missing: str):
+    from mlplatform.serving.online import OnlineFeatures
+
+    try:
+        online = OnlineFeatures.open(repo, model.contract.names, on_missing)
+    except Exception as exc:  # a lookup the operator asked for and cannot have: say why, exit
+        log.error("cannot open the feature repository %s: %s", repo, exc)
+        raise SystemExit(2) from exc
+    log.info(
+        "online lookup from %s (%s on a missing entity): %s", repo, on_missing, online.describe()
+    )
+    return online
 
 
 def _request_log(ap: argparse.ArgumentParser, directory: str | None, sample: str | None):

@@ -66,7 +66,12 @@ class Preprocessor:
         """Numeric inputs as float64 with NaN kept (trees handle missing values natively)."""
         if not self.numeric:
             return np.zeros((len(df), 0))
-        try:  # one vectorised conversion: the single-row serving path depends on it
+        cols = [df[c] for c in self.numeric]
+        if all(col.dtype == np.float64 for col in cols):
+            # The serving contract's frames: stacking the columns' own arrays is ~6x cheaper
+            # than selecting a sub-frame first (a third of a single-row prediction).
+            return np.column_stack([col.to_numpy() for col in cols])
+        try:  # one vectorised conversion for mixed dtypes (nullable ints in training)
             return df[self.numeric].to_numpy(dtype="float64", na_value=np.nan)
         except (TypeError, ValueError):  # text among numbers: non-numbers become missing
             cols = [pd.to_numeric(df[c], errors="coerce").astype("float64") for c in self.numeric]
