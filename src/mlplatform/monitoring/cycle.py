@@ -57,15 +57,14 @@ class MonitoringCycle:
         from mlplatform.jobs import load_usecase
         from mlplatform.tracking import use_workspace
 
+        replay = Replay(cfg)  # its clock starts here: the wall seconds include every setup step
         spec = load_usecase(cfg.usecase)
         use_workspace(cfg.home, spec.name)
         history = load_history(cfg, spec)
         months = sorted(history["_month"].unique())
         out = Path(cfg.home).resolve() / spec.name / "monitoring" / "replay"
         out.mkdir(parents=True, exist_ok=True)
-        cycle = cls(
-            cfg, spec, history, traffic_features(cfg, spec, history), months, out, Replay(cfg)
-        )
+        cycle = cls(cfg, spec, history, traffic_features(cfg, spec, history), months, out, replay)
         cycle.requests = RequestLog(RequestLogConfig(out / "requests", flush_rows=10_000))
         cycle.labels = LabelLog(out / "labels.jsonl")
         cycle.triggers = TriggerLog(trigger_log_path(cfg.home, spec.name))
@@ -116,10 +115,13 @@ class MonitoringCycle:
         cols = monitored_columns(self.spec, list(train.columns))
         self.training_stats = compute_statistics(typed_table(train, self.spec, cols))
 
-    def _retrain(self, month: str):
+    def _retrain(self, month: str, reasons: list[str] | None = None):
+        """Retrain; `reasons` are the triggers that started it (None: the first champion)."""
         from mlplatform.monitoring.retrain import retrain
+        from mlplatform.registry import models as reg
 
         outcome = retrain(self.spec.name, self.cfg.home, self.cfg.family)
+        tags = reg.version_tags(self.spec, outcome.version)
         self.replay.event(
             month,
             "retrained",
@@ -128,6 +130,11 @@ class MonitoringCycle:
             version=outcome.version,
             challenger=outcome.challenger,
             seconds=outcome.seconds,
+            reasons=reasons,
+            registry_gate=outcome.gate,
+            # The battery's load check records its p50/p99 and the achieved rate: a refusal on
+            # latency can be read against the machine's load at that moment.
+            battery_load=tags.get("battery.load"),
         )
         return outcome
 
@@ -139,6 +146,7 @@ class MonitoringCycle:
         from mlplatform.validation.statistics import compute_statistics
 
         spec, cfg = self.spec, self.cfg
+        t_start = self.replay.elapsed()
         window = self.traffic[self.traffic["_month"] == month].reset_index(drop=True)
         inputs = signature_frame(window, *self.inputs)
         t0 = time.perf_counter()
@@ -200,6 +208,7 @@ class MonitoringCycle:
         overall = next((v for k, v in perf.items() if k.endswith("|overall")), {})
         row = {
             "month": month,
+            "t_start_s": t_start,
             "rows": len(window),
             "champion": self.champion,
             "score_ms_per_row": round(score_ms, 4),
@@ -239,6 +248,7 @@ class MonitoringCycle:
             self._act(month, pending, window, inputs)
         elif any(not t.held for t in fired):
             self.replay.event(month, "retrain_scheduled", "waiting for this window's labels")
+        row["t_end_s"] = self.replay.elapsed()
         return row
 
     def _act(self, month: str, fired, window: pd.DataFrame, inputs: pd.DataFrame) -> None:
@@ -246,10 +256,19 @@ class MonitoringCycle:
         from mlplatform.monitoring.retrain import head_to_head
 
         name = f"{self.spec.name}-classifier"
-        outcome = self._retrain(month)
+        outcome = self._retrain(month, sorted({t.reason for t in fired}))
         retrained(self.cfg.policy, self.state)
         h2h = head_to_head(self.spec, outcome.run_id, f"models:/{name}/{self.champion}")
-        self.replay.event(month, "gate", h2h.line(), passed=outcome.challenger and h2h.passed)
+        registry = "passes" if outcome.challenger else "refuses"
+        self.replay.event(
+            month,
+            "gate",
+            f"registry gate {registry}; head-to-head {h2h.line()}",
+            version=outcome.version,
+            passed=outcome.challenger and h2h.passed,
+            registry_passed=outcome.challenger,
+            head_to_head_passed=h2h.passed,
+        )
         result = None
         if outcome.challenger and h2h.passed:
             result = self._canary(month, outcome, window, inputs)
@@ -287,6 +306,7 @@ class MonitoringCycle:
             month,
             "canary",
             f"{result.status}: {result.reason}",
+            version=outcome.version,
             rounds=len(result.rounds),
             seconds=round(result.duration_s, 1),
         )

@@ -25,12 +25,22 @@ def _marks(ax, months: list[str], replay, summary: dict) -> None:
         ax.axvline(
             pos[summary["drift_from"]], color="black", ls=":", lw=1.2, label="drift injected"
         )
-    for kind, color in (("trigger", "tab:red"), ("promoted", "tab:green")):
+    # A held trigger (cooldown) is drawn faint: it was raised and logged but started nothing.
+    marks = (
+        ("trigger", lambda e: not e.get("held"), "tab:red", 0.6, "trigger"),
+        ("trigger", lambda e: bool(e.get("held")), "tab:red", 0.15, "trigger (held)"),
+        ("promoted", lambda e: True, "tab:green", 0.7, "promoted"),
+    )
+    for kind, keep, color, alpha, label in marks:
         xs = sorted(
-            {pos[e["month"]] for e in replay.events if e["kind"] == kind and e["month"] in pos}
+            {
+                pos[e["month"]]
+                for e in replay.events
+                if e["kind"] == kind and e["month"] in pos and keep(e)
+            }
         )
         for j, x in enumerate(xs):
-            ax.axvline(x, color=color, alpha=0.5, lw=1, label=kind if j == 0 else None)
+            ax.axvline(x, color=color, alpha=alpha, lw=1, label=label if j == 0 else None)
 
 
 def write_dashboard(replay, summary: dict, path: Path) -> Path:
@@ -82,15 +92,49 @@ def write_dashboard(replay, summary: dict, path: Path) -> Path:
     facts = "".join(
         f"<li>{html.escape(k)}: {html.escape(str(v))}</li>"
         for k, v in summary.items()
-        if k not in ("config", "triggers")
+        if not isinstance(v, dict | list) and k != "confidence_note"  # shown with the drift
     )
     path.write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>mlplatform replay</title>"
         "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 8px;vertical-align:top}"
         "tr:nth-child(even){background:#f4f4f4}</style></head><body>"
         f"<h1>Replay of {html.escape(str(summary['config']['usecase']))}</h1><ul>{facts}</ul>"
+        f"{_drift_to_promotion(summary)}"
         f"<img src='data:image/png;base64,{img}'/>"
         f"<h2>Events</h2><table><tr><th>month</th><th>event</th><th>detail</th></tr>{rows}"
         "</table></body></html>"
     )
     return path
+
+
+def _drift_to_promotion(summary: dict) -> str:
+    """The injected drift's path to a promoted retrained model, step by step."""
+    d2p = summary.get("drift_to_promotion")
+    if not d2p:
+        return ""
+    if d2p["promoted"]:
+        head = (
+            f"promoted {d2p['windows']} window(s) and {d2p['seconds']} s of replay wall time "
+            f"after the drift began ({d2p['drift_from']})"
+        )
+    else:
+        head = f"no retrained model was promoted after the drift of {d2p['drift_from']}"
+    rows = "".join(
+        f"<tr><td>{html.escape(s['step'])}</td><td>{html.escape(s['month'])}</td>"
+        f"<td>+{s['windows']}</td><td>{s['seconds']}</td><td>{html.escape(s['detail'])}</td></tr>"
+        for s in d2p["steps"]
+    )
+    stops = "".join(
+        f"<li>v{html.escape(str(a['version']))} ({html.escape(a['month'])}, "
+        f"{html.escape(', '.join(a['reasons']))}): stopped at {html.escape(a['stopped_at'])}</li>"
+        for a in d2p["attempts"]
+        if a["stopped_at"]
+    )
+    note = summary.get("confidence_note")
+    return (
+        f"<h2>Drift to promotion</h2><p>{html.escape(head)}</p>"
+        "<table><tr><th>step</th><th>month</th><th>windows</th><th>wall s</th><th>detail</th>"
+        f"</tr>{rows}</table>"
+        + (f"<p>Retrainings that did not reach production:</p><ul>{stops}</ul>" if stops else "")
+        + (f"<p><b>Confidence trigger.</b> {html.escape(note)}</p>" if note else "")
+    )

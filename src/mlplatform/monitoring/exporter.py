@@ -3,10 +3,17 @@ written as a text file), which the Prometheus config scrapes as the `monitoring`
 
 Label `model` is the use case (the model server's --model-name), so alert rules can join these
 gauges with the servers' own metrics.
+
+Drift scores are exported for every monitored feature (people read them all), but a threshold
+only for the features that may trigger a retraining (the spec gives them a `drift_threshold`,
+ADR 0012). The `FeatureDrift` alert compares a score with the threshold of the same labels, so a
+calendar feature such as `trip_start_month`, which moves every month by design, cannot fire it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
 
 from prometheus_client import (
@@ -16,6 +23,8 @@ from prometheus_client import (
     start_http_server,
     write_to_textfile,
 )
+
+from mlplatform.monitoring.drift import FeatureDrift
 
 
 class MonitoringExporter:
@@ -32,7 +41,7 @@ class MonitoringExporter:
         )
         self.drift_threshold = Gauge(
             "mlplatform_feature_drift_threshold",
-            "Threshold of the drift score (spec drift_threshold or the monitoring default)",
+            "Spec drift_threshold of a feature that may trigger retraining (no series otherwise)",
             ["model", "feature", "comparator"],
             registry=r,
         )
@@ -79,10 +88,17 @@ class MonitoringExporter:
             registry=r,
         )
 
-    def set_drift(self, model: str, scores, comparator: str = "skew") -> None:
+    def set_drift(
+        self, model: str, scores: Iterable[FeatureDrift], comparator: str = "skew"
+    ) -> None:
+        """Export each feature's score; a threshold only where the feature `triggers`."""
         for s in scores:
             self.drift.labels(model, s.feature, comparator).set(s.score)
-            self.drift_threshold.labels(model, s.feature, comparator).set(s.threshold)
+            if s.triggers:
+                self.drift_threshold.labels(model, s.feature, comparator).set(s.threshold)
+            else:  # a threshold left from an earlier profile would let the alert fire on it
+                with suppress(KeyError):  # KeyError: no such series, nothing to remove
+                    self.drift_threshold.remove(model, s.feature, comparator)
 
     def serve(self, port: int, addr: str = "127.0.0.1"):
         """Serve /metrics in a background thread; returns (server, thread)."""

@@ -19,13 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlplatform.monitoring.prometheus import free_port
-from mlplatform.serving.canary import (
-    CanaryController,
-    CanaryPolicy,
-    CanaryResult,
-    LocalRouterBackend,
-    MetricsSource,
-)
+from mlplatform.serving.canary import CanaryPolicy, CanaryResult, local_controller
 from mlplatform.workspace import REPO_ROOT
 
 SERVING_PY = REPO_ROOT / ".venv-serving" / "bin" / "python"
@@ -128,16 +122,12 @@ def canary_release(
         )
         sender.start()
         stack.callback(stop.set)
-        controller = CanaryController(
+        controller = local_controller(
             policy,
-            LocalRouterBackend(router),
-            MetricsSource(
-                f"{router}/metrics",
-                {s: f"{up[s]}/metrics" for s in up},
-                {"model": model_name},
-            ),
+            router,
+            up,
+            model_name,
             challenger_version=challenger,
-            ready_urls={s: f"{up[s]}/v2/health/ready" for s in up},
             on_promote=on_promote,
             log=log,
         )

@@ -55,11 +55,17 @@ class Replay:
     config: ReplayConfig
     timeline: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    t0: float = field(default_factory=time.perf_counter)  # wall clock of the replay's start
+
+    def elapsed(self) -> float:
+        """Wall seconds since the replay started (events and windows are stamped with it)."""
+        return round(time.perf_counter() - self.t0, 2)
 
     def event(self, month: str, kind: str, message: str, **detail) -> None:
-        self.events.append({"month": month, "kind": kind, "message": message, **detail})
+        t = self.elapsed()
+        self.events.append({"month": month, "kind": kind, "message": message, "t_s": t, **detail})
         log.info("[%s] %s: %s", month, kind, message)
-        print(f"[{month}] {kind}: {message}", flush=True)
+        print(f"[{month} +{t:.0f}s] {kind}: {message}", flush=True)
 
 
 def _months(df: pd.DataFrame, ts_col: str) -> pd.Series:
@@ -152,10 +158,10 @@ def ingest_month(
 
 
 def run_replay(cfg: ReplayConfig) -> Replay:
-    """Run the whole replay; writes timeline.json, events.json and dashboard.html."""
+    """Run the whole replay; writes timeline.json, events.json, summary.json, dashboard.html."""
     from mlplatform.monitoring.cycle import MonitoringCycle
+    from mlplatform.monitoring.outcomes import summary_lines
 
-    t0 = time.perf_counter()
     cycle = MonitoringCycle.start(cfg)
     replay = cycle.replay
     for month in cycle.months[cfg.initial_months :][: cfg.max_months]:
@@ -166,29 +172,37 @@ def run_replay(cfg: ReplayConfig) -> Replay:
     from mlplatform.monitoring.dashboard import write_dashboard
 
     summary = summarize(cfg, replay)
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary["seconds"] = replay.elapsed()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     write_dashboard(replay, summary, out / "dashboard.html")
+    for line in summary_lines(summary):
+        print(line, flush=True)
     print(f"replay done in {summary['seconds']} s: {out / 'dashboard.html'}", flush=True)
     return replay
 
 
 def summarize(cfg: ReplayConfig, replay: Replay) -> dict:
-    """Detection delay, false triggers on stable months, retrainings and promotions."""
+    """Detection delay, false triggers on stable months, retrainings, promotions, and the path
+    from the injected drift to a promoted retrained model (mlplatform.monitoring.outcomes)."""
+    from mlplatform.monitoring.outcomes import (
+        ALARMS,
+        confidence_note,
+        drift_to_promotion,
+        false_triggers,
+    )
+
     drift_from = cfg.drift_from
-    triggers = [e for e in replay.events if e["kind"] == "trigger"]
-    alarm = {"drift", "confidence"}  # label-count triggers are scheduled, never false
-    stable = [r["month"] for r in replay.timeline if not drift_from or r["month"] < drift_from]
-    false = [t for t in triggers if t["reason"] in alarm and t["month"] in stable]
+    tl, events = replay.timeline, replay.events
+    triggers = [e for e in events if e["kind"] == "trigger"]
+    false, stable = false_triggers(tl, events, drift_from)
     detected = [
-        t for t in triggers if drift_from and t["reason"] in alarm and t["month"] >= drift_from
+        t for t in triggers if drift_from and t["reason"] in ALARMS and t["month"] >= drift_from
     ]
-    months = [r["month"] for r in replay.timeline]
+    months = [r["month"] for r in tl]
     delay = None
     if detected and drift_from in months:
         delay = months.index(detected[0]["month"]) - months.index(drift_from)
-    promoted = [e for e in replay.events if e["kind"] == "promoted"]
-    after = [e for e in promoted if drift_from and e["month"] >= drift_from]
+    d2p = drift_to_promotion(tl, events, drift_from)
     return {
         "months": len(months),
         "drift_from": drift_from,
@@ -196,11 +210,13 @@ def summarize(cfg: ReplayConfig, replay: Replay) -> dict:
         "false_triggers": len(false),
         "false_trigger_rate": round(len(false) / len(stable), 4) if stable else None,
         "detection_delay_windows": delay,
-        "triggers": [{k: t[k] for k in ("month", "reason")} for t in triggers],
-        "retrainings": sum(e["kind"] == "retrained" for e in replay.events),
-        "promotions": len(promoted),
-        "promotion_delay_windows": (
-            months.index(after[0]["month"]) - months.index(drift_from) if after else None
-        ),
+        "triggers": [
+            {k: t.get(k) for k in ("month", "reason", "held", "message")} for t in triggers
+        ],
+        "retrainings": sum(e["kind"] == "retrained" for e in events),
+        "promotions": sum(e["kind"] == "promoted" for e in events),
+        "promotion_delay_windows": d2p["windows"] if d2p else None,
+        "drift_to_promotion": d2p,
+        "confidence_note": confidence_note(tl, drift_from, cfg.policy.confidence_drop),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
     }
