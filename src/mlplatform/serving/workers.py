@@ -84,11 +84,10 @@ def supervise(module: str, argv: list[str], workers: int) -> int:
             )
         log.info("started %d workers (pids %s)", workers, ", ".join(str(p.pid) for p in procs))
         code = _wait_first(procs)
-        if not stopping:
-            log.error("a worker exited with %s: stopping the server", code)
-        stop()
-        _reap(procs)
-        return 0 if stopping else (code or 1)
+        if stopping:  # asked to stop: the workers' exit codes are the signal's doing
+            return 0
+        log.error("a worker exited with %s: stopping the server", code)
+        return code or 1
     finally:
         stop()
         _reap(procs)
