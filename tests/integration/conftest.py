@@ -3,6 +3,7 @@ built once per test session (gate + Feast training set + training take ~40 s).""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from mlplatform.jobs import features_job
 from mlplatform.spec import UseCase, load_spec
+from mlplatform.tracking import use_workspace
 from mlplatform.training.run import train_candidate
 from mlplatform.validation.quarantine import Gate
 from mlplatform.validation.schema import build_schema
@@ -19,25 +21,36 @@ from ..conftest import source_of
 
 
 @dataclass(frozen=True)
-class TrainedTaxi:
-    """A taxi workspace: accepted batch, Feast training set and one trained logistic run.
+class TrainedWorkspace:
+    """A workspace: accepted batch, Feast training set and one trained logistic run.
 
-    Tests that register versions should copy `home` (shutil.copytree) when they need a
-    registry of their own; the training run itself is shared read-only."""
+    Tests that register versions take a registry of their own with `own_home`; the training
+    run itself is shared read-only."""
 
     spec: UseCase
     home: Path
     training_set: Path
     run: dict  # train_candidate's output: run_id, model_uri, auc_recent, ...
 
+    def own_home(self, tmp_path_factory, name: str) -> Path:
+        """A copy of `home` (its own registry, the same trained run) that MLflow now points at."""
+        home = tmp_path_factory.mktemp(name) / "home"
+        shutil.copytree(self.home, home)
+        use_workspace(home, self.spec.name)
+        return home
 
-@pytest.fixture(scope="session")
-def trained_taxi(tmp_path_factory) -> TrainedTaxi:
-    spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
-    home = tmp_path_factory.mktemp("trained-taxi") / "home"
-    ws = Workspace.for_usecase(home, "taxi")
+
+def train_workspace(usecase: str, home: Path) -> TrainedWorkspace:
+    """Gate the use case's shipped data, build its Feast training set and train a logistic."""
+    spec = load_spec(REPO_ROOT / "usecases" / f"{usecase}.yaml")
+    ws = Workspace.for_usecase(home, usecase)
     assert Gate(spec, build_schema(spec), ws).process(source_of(spec)).accepted
     ts = home / "training_set.parquet"
-    features_job("taxi", home, ts)
-    run = train_candidate("taxi", "logistic", ts, home)
-    return TrainedTaxi(spec=spec, home=home, training_set=ts, run=run)
+    features_job(usecase, home, ts)
+    run = train_candidate(usecase, "logistic", ts, home)
+    return TrainedWorkspace(spec=spec, home=home, training_set=ts, run=run)
+
+
+@pytest.fixture(scope="session")
+def trained_taxi(tmp_path_factory) -> TrainedWorkspace:
+    return train_workspace("taxi", tmp_path_factory.mktemp("trained-taxi") / "home")

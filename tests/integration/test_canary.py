@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -31,7 +30,7 @@ from mlplatform.serving.canary import (
     quantile,
 )
 from mlplatform.serving.load import PacedLoad
-from mlplatform.tracking import tracking_uri, use_workspace
+from mlplatform.tracking import tracking_uri
 
 pytestmark = pytest.mark.integration
 PREDICT = "/v1/models/taxi:predict"
@@ -80,10 +79,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(trained_taxi, tmp_path_factory):
-    home = tmp_path_factory.mktemp("canary") / "home"
-    shutil.copytree(trained_taxi.home, home)  # a registry of its own, the same trained run
+    home = trained_taxi.own_home(tmp_path_factory, "canary")
     spec, out = trained_taxi.spec, trained_taxi.run
-    use_workspace(home, "taxi")
     tags = {"family": "logistic", "selection_quality": "0.9"}
     # The same artifact registered twice: v1 champion and v2 challenger, told apart by version.
     v1, v2 = (reg.register(spec, out["run_id"], out["model_uri"], tags) for _ in range(2))

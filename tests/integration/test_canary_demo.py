@@ -12,7 +12,7 @@ import pytest
 from mlplatform.registry import models as reg
 from mlplatform.serving.canary_demo import DemoError, run_demo
 from mlplatform.serving.release import load_policy
-from mlplatform.tracking import tracking_uri, use_workspace
+from mlplatform.tracking import tracking_uri
 from mlplatform.workspace import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -21,9 +21,7 @@ CLI = REPO_ROOT / ".venv" / "bin" / "mlplatform"
 
 @pytest.fixture(scope="module")
 def registered(trained_taxi, tmp_path_factory):
-    home = tmp_path_factory.mktemp("demo") / "home"
-    shutil.copytree(trained_taxi.home, home)
-    use_workspace(home, "taxi")
+    home = trained_taxi.own_home(tmp_path_factory, "demo")
     out = trained_taxi.run
     version = reg.register(
         trained_taxi.spec, out["run_id"], out["model_uri"], {"family": "logistic"}

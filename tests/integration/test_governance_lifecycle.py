@@ -24,10 +24,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def gov_home(trained_taxi, tmp_path_factory):
-    home = tmp_path_factory.mktemp("governance") / "home"
-    shutil.copytree(trained_taxi.home, home)
-    use_workspace(home, "taxi")
-    return home
+    return trained_taxi.own_home(tmp_path_factory, "governance")
 
 
 @pytest.fixture

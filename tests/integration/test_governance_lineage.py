@@ -8,7 +8,6 @@ evaluated (TFMA) and registered through `register_job`, whose hook publishes the
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from typer.testing import CliRunner
 
 from mlplatform.cli import app
 from mlplatform.registry import models as reg
-from mlplatform.tracking import use_workspace
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +22,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def registered(trained_taxi, tmp_path_factory):
     """The shared run as taxi-classifier v1, with battery results, in a home of our own."""
-    home = tmp_path_factory.mktemp("lineage") / "home"
-    shutil.copytree(trained_taxi.home, home)
-    use_workspace(home, "taxi")
+    home = trained_taxi.own_home(tmp_path_factory, "lineage")
     run = trained_taxi.run
     v = reg.register(
         trained_taxi.spec,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ import pytest
 
 from mlplatform.registry import models as reg
 from mlplatform.serving import local_stack as ls
-from mlplatform.tracking import tracking_uri, use_workspace
+from mlplatform.tracking import tracking_uri
 
 pytestmark = pytest.mark.integration
 _TRACKING: dict[str, str] = {}  # the server fixture's registry, for a second server on it
@@ -23,9 +22,7 @@ _TRACKING: dict[str, str] = {}  # the server fixture's registry, for a second se
 
 @pytest.fixture(scope="module")
 def server(trained_taxi, tmp_path_factory):
-    home = tmp_path_factory.mktemp("serve") / "home"
-    shutil.copytree(trained_taxi.home, home)  # a registry of its own, the same trained run
-    use_workspace(home, "taxi")
+    home = trained_taxi.own_home(tmp_path_factory, "serve")
     _TRACKING["uri"] = tracking_uri(home)
     out = trained_taxi.run
     version = reg.register(

@@ -33,11 +33,7 @@ def served(trained_taxi, tmp_path_factory):
     """A model server (serving env) with the request log on, and the rows it was sent."""
     import mlflow
 
-    from mlplatform.tracking import use_workspace
-
-    home = tmp_path_factory.mktemp("monitor") / "home"
-    shutil.copytree(trained_taxi.home, home)  # our own registry; the run artifacts are shared
-    use_workspace(home, "taxi")
+    home = trained_taxi.own_home(tmp_path_factory, "monitor")
     run = trained_taxi.run
     version = reg.register(trained_taxi.spec, run["run_id"], run["model_uri"], {})
     reg.client().set_registered_model_alias("taxi-classifier", "champion", version)

@@ -6,7 +6,6 @@ and /metrics counts lookups and misses by version."""
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.error
 import urllib.request
 
@@ -27,9 +26,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def served(trained_taxi, tmp_path_factory):
     """A lookup-enabled server on the fixture's Feast repo (materialized by features_job)."""
-    home = tmp_path_factory.mktemp("online") / "home"
-    shutil.copytree(trained_taxi.home, home)  # a registry of its own, the same trained run
-    use_workspace(home, "taxi")
+    home = trained_taxi.own_home(tmp_path_factory, "online")
     out = trained_taxi.run
     version = reg.register(trained_taxi.spec, out["run_id"], out["model_uri"], {})
     reg.client().set_registered_model_alias("taxi-classifier", "champion", version)
@@ -191,22 +188,12 @@ def test_a_repo_the_server_cannot_use_is_refused_at_start(trained_taxi, tmp_path
 def test_credit_is_scored_from_the_client_id_alone(tmp_path_factory):
     """Credit's row features are online keyed by the client id (not a model input): a body of
     only {"id": ...} is scored as the client's full row; the client's own values still win."""
-    from mlplatform.jobs import features_job
-    from mlplatform.spec import load_spec
-    from mlplatform.training.run import train_candidate
-    from mlplatform.validation.quarantine import Gate
-    from mlplatform.validation.schema import build_schema
-    from mlplatform.workspace import REPO_ROOT
+    from ..conftest import train_workspace
 
-    from ..conftest import source_of
-
-    spec = load_spec(REPO_ROOT / "usecases" / "credit.yaml")
     home = tmp_path_factory.mktemp("online-credit") / "home"
+    trained = train_workspace("credit", home)
+    spec, run, ts = trained.spec, trained.run, trained.training_set
     ws = Workspace.for_usecase(home, "credit")
-    assert Gate(spec, build_schema(spec), ws).process(source_of(spec)).accepted
-    ts = home / "training_set.parquet"
-    features_job("credit", home, ts)
-    run = train_candidate("credit", "logistic", ts, home)
     use_workspace(home, "credit")
     version = reg.register(spec, run["run_id"], run["model_uri"], {})
     reg.client().set_registered_model_alias("credit-classifier", "champion", version)

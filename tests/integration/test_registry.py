@@ -5,22 +5,17 @@ Runs real MLflow (SQLite backend) on a logistic model trained from the taxi Feas
 
 from __future__ import annotations
 
-import shutil
-
 import mlflow
 import pytest
 
 from mlplatform.registry import models as reg
-from mlplatform.tracking import use_workspace
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def trained(trained_taxi, tmp_path_factory):
-    home = tmp_path_factory.mktemp("registry") / "home"
-    shutil.copytree(trained_taxi.home, home)  # a registry of its own, the same trained run
-    use_workspace(home, "taxi")
+    home = trained_taxi.own_home(tmp_path_factory, "registry")
     return trained_taxi.spec, home, trained_taxi.run
 
 
