@@ -188,7 +188,7 @@ def test_a_repo_the_server_cannot_use_is_refused_at_start(trained_taxi, tmp_path
 def test_credit_is_scored_from_the_client_id_alone(tmp_path_factory):
     """Credit's row features are online keyed by the client id (not a model input): a body of
     only {"id": ...} is scored as the client's full row; the client's own values still win."""
-    from ..conftest import train_workspace
+    from .conftest import train_workspace
 
     home = tmp_path_factory.mktemp("online-credit") / "home"
     trained = train_workspace("credit", home)
