@@ -15,6 +15,8 @@ from numbers import Real
 import numpy as np
 import pandas as pd
 
+from mlplatform.training.columns import Columns
+
 MAX_INSTANCES = 10_000  # one request; larger jobs belong to batch scoring
 
 
@@ -52,6 +54,11 @@ class Contract:
     # -- v1: {"instances": [{field: value, ...}, ...]} -----------------------------------
 
     def parse_v1(self, payload: object) -> pd.DataFrame:
+        """The rows of a v1 body as the frame the signature describes."""
+        return self.columns_v1(payload).to_frame()
+
+    def columns_v1(self, payload: object) -> Columns:
+        """The rows of a v1 body as typed column arrays (the server's path: no DataFrame)."""
         if not isinstance(payload, dict):
             raise ContractError("the body must be a JSON object with an 'instances' list")
         instances = payload.get("instances", payload.get("inputs"))
@@ -86,7 +93,11 @@ class Contract:
     # -- v2 (Open Inference Protocol): one named tensor per field ------------------------
 
     def parse_v2(self, inputs: list[tuple[str, str, list]]) -> pd.DataFrame:
-        """`inputs` as (name, datatype, flat data) triples."""
+        """`inputs` as (name, datatype, flat data) triples, as the frame of the signature."""
+        return self.columns_v2(inputs).to_frame()
+
+    def columns_v2(self, inputs: list[tuple[str, str, list]]) -> Columns:
+        """`inputs` as (name, datatype, flat data) triples, as typed column arrays."""
         known = set(self.names)
         given = {name: (dtype, data) for name, dtype, data in inputs}
         unknown = sorted(set(given) - known)
@@ -122,15 +133,14 @@ class Contract:
         ]
         return {"inputs": inputs} if request_id is None else {"id": request_id, "inputs": inputs}
 
-    def _frame(self, columns: dict[str, list]) -> pd.DataFrame:
-        # Typed arrays straight into the frame: building it from lists and casting each column
-        # afterwards cost 3 ms per single-row request, most of the server's time.
-        return pd.DataFrame(
+    def _frame(self, columns: dict[str, list]) -> Columns:
+        # Typed arrays, built once: a frame from lists cast column by column afterwards cost
+        # 3 ms per single-row request, and even a frame from these arrays costs a third of one.
+        return Columns(
             {
                 f.name: np.array(columns[f.name], dtype="float64" if f.kind == "double" else object)
                 for f in self.fields
-            },
-            copy=False,
+            }
         )
 
 

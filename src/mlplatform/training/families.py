@@ -84,7 +84,16 @@ class LogisticFamily(Family):
         return self.pre.one_hot(df)
 
     def predict_proba(self, df):
-        return self.model.predict_proba(self.model_inputs(df))[:, 1]
+        x = self.model_inputs(df)
+        if len(self.model.classes_) == 2 and np.isfinite(x).all():
+            # sklearn's binary predict_proba is expit(x @ coef.T + intercept) after input
+            # checks that cost several times the arithmetic on a single row (~15% of a served
+            # request). The same operations in the same order give the same floats (tested);
+            # anything unusual takes sklearn's own path and its errors.
+            from scipy.special import expit
+
+            return expit((x @ self.model.coef_.T + self.model.intercept_).reshape(-1))
+        return self.model.predict_proba(x)[:, 1]
 
     def save(self, folder):
         import joblib
