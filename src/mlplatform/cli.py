@@ -391,6 +391,7 @@ def score(
     """Batch-score a file with a registered model; rows keep model and data versions."""
     import mlflow
 
+    from mlplatform.packaging.scoring_check import ScoringMismatch
     from mlplatform.serving.batch import score_file
     from mlplatform.serving.contract import ContractError
 
@@ -403,7 +404,7 @@ def score(
     label = uri.split("models:/", 1)[1]
     try:
         res = score_file(model, label, source, output, chunk_rows)
-    except (FileNotFoundError, ValueError, ContractError) as exc:
+    except (FileNotFoundError, ValueError, ContractError, ScoringMismatch) as exc:
         _fail(str(exc))
     typer.echo(
         f"scored {res.rows} rows with {res.model_version} ({mv}) in {res.seconds:.1f}s "

@@ -9,6 +9,7 @@ import random
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -143,6 +144,30 @@ def test_served_predictions_match_the_artifact_through_mlflow(server, trained_ta
     expected = mlflow.pyfunc.load_model(trained_taxi.run["model_uri"]).predict(pd.DataFrame(rows))
     assert [p["probability"] for p in body["predictions"]] == expected["probability"].tolist()
     assert [p["prediction"] for p in body["predictions"]] == expected["prediction"].tolist()
+
+
+def test_a_model_this_server_scores_differently_is_refused(server, trained_taxi, tmp_path):
+    """The artifact carries rows scored at packaging; a server whose code scores them
+    differently (here: a fitted mean changed behind the reference's back) must not serve."""
+    import mlflow
+
+    uri = trained_taxi.run["model_uri"]
+    folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "model")))
+    pre_file = next(folder.rglob("preprocessor.json"))
+    assert (pre_file.parent / "scoring_check.json").exists()
+    pre = json.loads(pre_file.read_text())
+    first = pre["numeric"][0]
+    pre["means"][first] += 3 * pre["stds"][first]
+    pre_file.write_text(json.dumps(pre))
+    p = ls.model_server("skewed", "taxi", str(folder), _TRACKING["uri"], tmp_path)
+    try:
+        with pytest.raises(ls.StackError) as err:
+            ls.wait_ready(p, ls.READY["model"])
+    finally:
+        ls.stop(p)
+    assert p.proc.returncode == 2
+    assert "scores the artifact's reference rows differently" in str(err.value)
+    assert "requirements.txt" in str(err.value)
 
 
 def test_workers_share_the_port_the_metrics_and_the_request_log(server, tmp_path):

@@ -16,6 +16,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from mlplatform.packaging import scoring_check
 from mlplatform.training.families import FAMILIES, Family
 from mlplatform.training.preprocessing import Preprocessor
 
@@ -35,6 +36,7 @@ class PlatformModel(mlflow.pyfunc.PythonModel):
         self.family = FAMILIES[meta["family"]].load(folder, pre)
         self.threshold = float(meta["threshold"])
         self.inputs = pre.inputs
+        self.scoring_check = scoring_check.read(folder)  # None when packaged before checks
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         p, c = self.scores(model_input)
@@ -91,7 +93,10 @@ def log_pyfunc(family: Family, threshold: float, example: pd.DataFrame, workdir:
     inputs = signature_frame(example, family.pre.numeric, family.pre.categorical)
     outputs = PlatformModel()
     outputs.family, outputs.threshold, outputs.inputs = family, threshold, family.pre.inputs
-    signature = infer_signature(inputs, outputs.predict(None, inputs))
+    predicted = outputs.predict(None, inputs)
+    signature = infer_signature(inputs, predicted)
+    check = scoring_check.reference(inputs, predicted["probability"].to_numpy(), family.name)
+    scoring_check.write(folder, check)
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=PlatformModel(),

@@ -89,9 +89,28 @@ class PlatformModel(kserve.Model):
             raise RuntimeError(f"{uri} has no input signature; the server needs one")
         self.contract = Contract.from_schema(schema)
         self._predict = _direct_predict(self.pyfunc)
+        self._check_scoring(uri)
         self.ready = True
         log.info("serving %s as %s (version %s)", uri, self.name, self.version)
         return self.ready
+
+    def _check_scoring(self, uri: str) -> None:
+        """Re-score the artifact's reference rows through the request path; refuse to serve a
+        model that this server's code and libraries score differently from packaging
+        (mlplatform.packaging.scoring_check)."""
+        from mlplatform.packaging import scoring_check
+
+        check = scoring_check.packed(self.pyfunc)
+        if check is None:
+            log.warning("%s carries no reference scores: served without the scoring check", uri)
+            return
+        rows = self.contract.columns_v1({"instances": check["rows"]})
+        result = scoring_check.enforce(check, self._predict(rows)[0])
+        log.info(
+            "scoring check passed: %d reference rows, max abs difference %.3g",
+            result.rows,
+            result.max_abs_diff,
+        )
 
     def _resolve(self, uri: str) -> str:
         """Pin an alias to its version now, so every metric names the version served."""
