@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mlplatform.serving.local_stack import READY
+
 REPO = Path(__file__).resolve().parents[1]
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"  # the client and the echo floor
 SERVING_BIN = REPO / ".venv-serving" / "bin"
@@ -190,7 +192,7 @@ def start_servers(
         "ours",
         [py, "-m", "mlplatform.serving.server", *model, "--tracking-uri", tracking]
         + ["--port", "{port}"],
-        "/v2/health/ready",
+        READY["model"],
         OURS_PATH,
         v1,
         logdir,
@@ -202,7 +204,7 @@ def start_servers(
             "ours-2w",
             [py, "-m", "mlplatform.serving.server", *model, "--tracking-uri", tracking]
             + ["--workers", "2", "--port", "{port}"],
-            "/v2/health/ready",
+            READY["model"],
             OURS_PATH,
             v1,
             logdir,
@@ -230,7 +232,7 @@ def start_servers(
             "router",
             [py, "-m", "mlplatform.serving.router", "--champion", ours.base]
             + ["--challenger", ours.base, "--challenger-percent", "0", "--port", "{port}"],
-            "/router/state",
+            READY["router"],
             OURS_PATH,
             v1,
             logdir,
@@ -240,7 +242,7 @@ def start_servers(
         old = Server(
             "ours-before",
             [py, before / "server.py", *model, "--tracking-uri", tracking, "--port", "{port}"],
-            "/v2/health/ready",
+            READY["model"],
             OURS_PATH,
             v1,
             logdir,
@@ -250,7 +252,7 @@ def start_servers(
             "router-before",
             [py, before / "router.py", "--champion", old.base, "--challenger", old.base]
             + ["--challenger-percent", "0", "--port", "{port}"],
-            "/router/state",
+            READY["router"],
             OURS_PATH,
             v1,
             logdir,
@@ -271,7 +273,7 @@ def bench_canary(ours: Server, case: str, faults: list[str], policy, rate: float
         f"faults-{case}",
         [py, "-m", "mlplatform.serving.faults", "--upstream", ours.base, "--seed", "7"]
         + [*faults, "--port", "{port}"],
-        "/metrics",
+        READY["faults"],
         OURS_PATH,
         ours.body,
         tmp,
@@ -280,7 +282,7 @@ def bench_canary(ours: Server, case: str, faults: list[str], policy, rate: float
         f"router-{case}",
         [py, "-m", "mlplatform.serving.router", "--champion", ours.base]
         + ["--challenger", proxy.base, "--challenger-percent", "0", "--port", "{port}"],
-        "/router/state",
+        READY["router"],
         OURS_PATH,
         ours.body,
         tmp,
@@ -303,7 +305,7 @@ def bench_canary(ours: Server, case: str, faults: list[str], policy, rate: float
                 {"champion": f"{ours.base}/metrics", "challenger": f"{proxy.base}/metrics"},
                 kpi_labels={"model": MODEL_NAME},
             ),
-            ready_urls={"champion": ours.ready_url, "challenger": f"{proxy.base}/v2/health/ready"},
+            ready_urls={"champion": ours.ready_url, "challenger": proxy.base + READY["model"]},
             log=lines.append,
         )
         result = controller.run()

@@ -144,8 +144,8 @@ def _canary(stack: Stack, router: str, challenger: str, kpi_url: str, promoted: 
         ),
         challenger_version=stack.v2,
         ready_urls={
-            "champion": f"{stack.champion}/v2/health/ready",
-            "challenger": f"{challenger}/v2/health/ready",
+            "champion": stack.champion + ls.READY["model"],
+            "challenger": challenger + ls.READY["model"],
         },
         on_promote=promoted.append,
     )

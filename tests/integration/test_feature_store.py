@@ -17,6 +17,7 @@ from mlplatform.features.tables import EVENT_TS
 from mlplatform.spec import Features
 from mlplatform.validation.quarantine import Gate
 from mlplatform.validation.schema import build_schema
+from mlplatform.workspace import Workspace
 
 from ..conftest import source_of
 
@@ -24,17 +25,16 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def taxi_repo(tmp_path_factory):
-    from mlplatform.spec import load_spec
-    from mlplatform.workspace import REPO_ROOT, Workspace
-
-    spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
-    ws = Workspace.for_usecase(tmp_path_factory.mktemp("feast") / "home", "taxi")
-    assert Gate(spec, build_schema(spec), ws).process(source_of(spec)).accepted
-    repo = FeatureRepo(spec, ws)
-    repo.build_tables()
+def taxi_repo(trained_taxi, tmp_path_factory):
+    """The shared taxi workspace's Feast repo and training set, in a home of its own: this
+    module materializes, and other modules read the shared online store. Re-applied in the
+    copy (so the registry names the copy's tables) with an empty online store, so that the
+    materialize test sees materialize fill it, not the shared build's earlier run."""
+    home = trained_taxi.own_home(tmp_path_factory, "feast")
+    repo = FeatureRepo(trained_taxi.spec, Workspace.for_usecase(home, "taxi"))
+    (repo.ws.feast / "online_store.db").unlink()
     repo.apply()
-    return repo, repo.training_set()
+    return repo, pd.read_parquet(trained_taxi.training_set)
 
 
 def test_training_set_has_every_accepted_row(taxi_repo):
@@ -65,11 +65,13 @@ def test_aggregates_are_point_in_time(taxi_repo, shared_data):
 
 def test_materialize_and_online_lookup_match_offline(taxi_repo):
     repo, _ = taxi_repo
+    request = [{"pickup_community_area": 8, "company": "Taxi Affiliation Services"}]
+    assert repo.online(request)["pickup_area_stats_trips"] == [None]  # nothing loaded yet
     end = repo.materialize()
     offline = pd.read_parquet(table_path(repo.data_dir, "taxi_pickup_area_stats"))
     latest = offline[(offline["pickup_community_area"] == 8) & (offline[EVENT_TS] <= end)]
     expected = latest.sort_values(EVENT_TS).iloc[-1]
-    got = repo.online([{"pickup_community_area": 8, "company": "Taxi Affiliation Services"}])
+    got = repo.online(request)
     assert got["pickup_area_stats_trips"] == [expected["pickup_area_stats_trips"]]
     assert got["pickup_area_stats_mean_fare"][0] == pytest.approx(
         expected["pickup_area_stats_mean_fare"]

@@ -154,7 +154,7 @@ def test_fuzz_from_openapi_no_5xx_and_still_serving(server, capsys):
     assert sum(seen.values()) >= 100, seen  # the fuzz really ran (and stayed bounded)
     assert any("predict" in label for label in seen) and any("infer" in label for label in seen)
     assert proc.poll() is None, "the server died during the fuzz"
-    ready = json.loads(urllib.request.urlopen(f"{base}/v2/health/ready", timeout=10).read())
+    ready = json.loads(urllib.request.urlopen(base + ls.READY["model"], timeout=10).read())
     assert ready["ready"] is True
     assert _call("POST", f"{base}/v1/models/{MODEL}:predict", _valid_body(model_uri)) == 200
 

@@ -8,7 +8,6 @@ Used by the replay after a retrained version passed the gate; `on_promote` moves
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 import urllib.request
@@ -18,11 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlplatform.monitoring.prometheus import free_port
+from mlplatform.serving import local_stack as ls
 from mlplatform.serving.canary import CanaryPolicy, CanaryResult, local_controller
-from mlplatform.workspace import REPO_ROOT
 
-SERVING_PY = REPO_ROOT / ".venv-serving" / "bin" / "python"
 # Loose latency bounds, as in tests/integration/test_canary.py: on a shared 2-core machine the
 # p99 of two identical servers differs by >1.25x in 7-28% of rounds. Errors and the KPI still
 # decide; three passed rounds promote, three failed ones roll back. The KPI check (positive
@@ -38,26 +35,9 @@ REPLAY_POLICY = CanaryPolicy(
     max_p99_ratio=3.0,
     max_kpi_drop=1.0,
 )
-
-
-def _spawn(args: list[str], log: Path) -> subprocess.Popen:
-    with open(log, "w") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [str(SERVING_PY), "-m", *args], stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready within {timeout_s} s:\n{log.read_text()[-2000:]}")
+# The replay starts its servers while the machine is still busy with the retraining that
+# produced the challenger, so their start-up gets more time than local_stack's default.
+READY_TIMEOUT_S = 180
 
 
 def canary_release(
@@ -73,58 +53,34 @@ def canary_release(
     log: Callable[[str], None] = print,
     request_log: Path | None = None,
 ) -> CanaryResult:
-    """Run one canary of `challenger` against `champion` (registry versions) on `traffic`."""
-    if not SERVING_PY.exists():
-        raise RuntimeError(f"{SERVING_PY} is missing: `make setup-serving` builds it")
-    workdir.mkdir(parents=True, exist_ok=True)
-    ports = {"champion": free_port(), "challenger": free_port(), "router": free_port()}
-    procs: dict[str, subprocess.Popen] = {}
+    """Run one canary of `challenger` against `champion` (registry versions) on `traffic`.
+
+    The processes log to `workdir`; one that does not come up raises `local_stack.StackError`
+    naming it and its log. Every process started is stopped on the way out, whatever happens.
+    """
+    extra = ["--request-log", str(request_log)] if request_log is not None else []
     with ExitStack() as stack:
+        procs: list[ls.Process] = []
+        stack.callback(lambda: ls.stop(*procs))  # registered first, so it runs last
         for side, version in (("champion", champion), ("challenger", challenger)):
-            args = [
-                "mlplatform.serving.server",
-                "--model-name",
-                model_name,
-                "--model-uri",
-                f"models:/{registered}/{version}",
-                "--tracking-uri",
-                tracking_uri,
-                "--port",
-                str(ports[side]),
-            ]
-            if request_log is not None:
-                args += ["--request-log", str(request_log)]
-            procs[side] = _spawn(args, workdir / f"{side}.log")
-            stack.callback(_stop, procs[side])
-        up = {s: f"http://127.0.0.1:{ports[s]}" for s in ("champion", "challenger")}
-        procs["router"] = _spawn(
-            [
-                "mlplatform.serving.router",
-                "--champion",
-                up["champion"],
-                "--challenger",
-                up["challenger"],
-                "--challenger-percent",
-                "0",
-                "--port",
-                str(ports["router"]),
-            ],
-            workdir / "router.log",
-        )
-        stack.callback(_stop, procs["router"])
-        for side in ("champion", "challenger"):
-            _wait_ready(f"{up[side]}/v2/health/ready", procs[side], workdir / f"{side}.log")
-        router = f"http://127.0.0.1:{ports['router']}"
-        _wait_ready(f"{router}/router/state", procs["router"], workdir / "router.log")
+            uri = f"models:/{registered}/{version}"
+            server = ls.model_server(side, model_name, uri, tracking_uri, workdir, extra_args=extra)
+            procs.append(server)
+        up = {p.role: p.url for p in procs}
+        router = ls.router(up["champion"], up["challenger"], workdir, percent=0)
+        procs.append(router)
+        for p in procs[:2]:
+            ls.wait_ready(p, ls.READY["model"], READY_TIMEOUT_S)
+        ls.wait_ready(router, ls.READY["router"], READY_TIMEOUT_S)
         stop = threading.Event()
         sender = threading.Thread(
-            target=_send_loop, args=(router, model_name, traffic, stop), daemon=True
+            target=_send_loop, args=(router.url, model_name, traffic, stop), daemon=True
         )
         sender.start()
         stack.callback(stop.set)
         controller = local_controller(
             policy,
-            router,
+            router.url,
             up,
             model_name,
             challenger_version=challenger,
@@ -152,12 +108,3 @@ def _send_loop(router: str, model: str, traffic: pd.DataFrame, stop: threading.E
         except OSError:
             time.sleep(0.05)  # a refused request is counted by the router; keep the pace
         i += 1
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()

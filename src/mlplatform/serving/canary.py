@@ -37,9 +37,9 @@ from mlplatform.serving.canary_metrics import (  # noqa: F401  (re-exported for 
     prometheus_source,
     quantile,
 )
+from mlplatform.serving.local_stack import READY
 
 MODES = ("split", "shadow", "champion-only")
-READY_PATH = "/v2/health/ready"  # a model server's (and a fault proxy's) readiness
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 
@@ -334,7 +334,8 @@ def local_controller(
         LocalRouterBackend(router_url),
         metrics,
         challenger_version=challenger_version,
-        ready_urls={side: f"{url}{READY_PATH}" for side, url in sides.items()},
+        # A fault proxy forwards the readiness of the model server behind it.
+        ready_urls={side: f"{url}{READY['model']}" for side, url in sides.items()},
         on_promote=on_promote,
         log=log,
     )

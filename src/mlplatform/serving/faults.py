@@ -28,7 +28,7 @@ import sys
 import time
 from contextlib import asynccontextmanager
 
-import httpx
+import aiohttp
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -42,9 +42,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlplatform.serving.process import add_bind_args, serve
-from mlplatform.serving.router import DROP_FROM_RESPONSE, HOP_BY_HOP, LATENCY_BUCKETS, METHODS
+from mlplatform.serving.router import (
+    LATENCY_BUCKETS,
+    METHODS,
+    fetch,
+    upstream_request,
+    upstream_session,
+)
 
 MODEL_IN_PATH = re.compile(r"^/v[12]/models/([^/:]+)")
+# Per request, as the champion's at the router. An upstream that fails or times out is not
+# caught: the proxy answers 500, as a crashed challenger would.
+UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=30.0)
 
 
 class FaultProxy:
@@ -70,7 +79,7 @@ class FaultProxy:
         self.flip_fraction = flip_fraction
         self.rng = random.Random(seed)
         self.versions: dict[str, str] = {}  # model -> last version the upstream reported
-        self.client: httpx.AsyncClient | None = None
+        self.client: aiohttp.ClientSession | None = None
         self.registry = CollectorRegistry()
         labels = ["model", "version"]
         self.requests = Counter(
@@ -99,7 +108,7 @@ class FaultProxy:
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette):
-        async with httpx.AsyncClient(timeout=30.0) as client:
+        async with upstream_session() as client:
             self.client = client
             yield
 
@@ -107,7 +116,8 @@ class FaultProxy:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def upstream_metrics(self, request: Request) -> Response:
-        resp = await self.client.get(self.upstream + "/metrics")
+        url = self.upstream + "/metrics"
+        resp = await fetch(self.client, "GET", url, b"", [], UPSTREAM_TIMEOUT)
         return Response(resp.content, resp.status_code, media_type=CONTENT_TYPE_LATEST)
 
     async def forward(self, request: Request) -> Response:
@@ -119,26 +129,18 @@ class FaultProxy:
         if inference and self.rng.random() < self.error_rate:
             out: Response = JSONResponse({"error": "injected fault"}, status_code=500)
         else:
-            url = self.upstream + request.url.path
-            if request.url.query:
-                url += "?" + request.url.query
-            headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+            url, headers = upstream_request(self.upstream, request)
+            body = await request.body()
             sent = time.perf_counter()
-            resp = await self.client.request(
-                request.method, url, content=await request.body(), headers=headers
-            )
+            resp = await fetch(self.client, request.method, url, body, headers, UPSTREAM_TIMEOUT)
             if inference and self.slowdown > 1:  # stretch the server's own time, whatever it is
                 await asyncio.sleep((self.slowdown - 1) * (time.perf_counter() - sent))
             content = resp.content
             if inference and resp.status_code == 200:
                 content = self._score(match.group(1), content)
             out = Response(content, status_code=resp.status_code)
-            kept = [
-                (k.encode("latin-1"), v.encode("latin-1"))
-                for k, v in resp.headers.multi_items()
-                if k.lower() not in DROP_FROM_RESPONSE
-            ]
-            out.raw_headers = kept + [h for h in out.raw_headers if h[0] == b"content-length"]
+            length = [h for h in out.raw_headers if h[0] == b"content-length"]  # of `content`
+            out.raw_headers = resp.headers + length
         if inference:
             model = match.group(1)
             labels = (model, self.versions.get(model, "unknown"))

@@ -72,16 +72,21 @@ def spawn(role: str, module: str, args: list[str], port: int, log_dir: Path) -> 
 
 
 def wait_ready(p: Process, path: str, timeout: float = 120) -> None:
-    """Poll `p.url + path` until it answers 2xx; StackError if the process exits or times out."""
+    """Poll `p.url + path` until it answers 2xx; StackError (naming the process and its log
+    file, with the log's end) if the process exits or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not p.alive():
-            raise StackError(f"{p.role} exited with {p.proc.returncode}:\n{p.log_tail()}")
+            raise StackError(
+                f"{p.role} exited with {p.proc.returncode} (log: {p.log}):\n{p.log_tail()}"
+            )
         with contextlib.suppress(OSError):
             urllib.request.urlopen(p.url + path, timeout=2).read()
             return
         time.sleep(0.3)
-    raise StackError(f"{p.role} at {p.url} not ready within {timeout:.0f} s:\n{p.log_tail()}")
+    raise StackError(
+        f"{p.role} at {p.url} not ready within {timeout:.0f} s (log: {p.log}):\n{p.log_tail()}"
+    )
 
 
 def stop(*procs: Process) -> None:

@@ -99,6 +99,50 @@ class RouteState:
     generation: int = 0
 
 
+def upstream_session() -> aiohttp.ClientSession:
+    """The client session a proxy forwards with (call it inside the running event loop)."""
+    # aiohttp, not httpx: httpx's pool checks every idle connection on every request (a
+    # poll() each), so the busier the router, the more connections and the slower each
+    # request; at a few hundred req/s it spent ~5 ms of CPU per request.
+    connector = aiohttp.TCPConnector(limit=256, limit_per_host=0)
+    return aiohttp.ClientSession(
+        connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
+    )
+
+
+async def fetch(
+    client: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: bytes,
+    headers: list[tuple[str, str]],
+    timeout: aiohttp.ClientTimeout,
+) -> Answer:
+    """One request forwarded as is and read whole, keeping the headers worth passing on;
+    aiohttp's errors (and TimeoutError) propagate."""
+    async with client.request(
+        method,
+        url,
+        data=body,
+        headers=headers,
+        timeout=timeout,
+        allow_redirects=False,  # a redirect is the client's to follow
+        skip_auto_headers=("Content-Type",),  # forward the client's, or none
+    ) as r:
+        content = await r.read()
+        kept = [(k, v) for k, v in r.raw_headers if k.lower() not in _DROP_RAW]
+        return Answer(r.status, kept, content)
+
+
+def upstream_request(base: str, request: Request) -> tuple[str, list[tuple[str, str]]]:
+    """The URL at `base` and the headers to forward `request` with (hop-by-hop ones dropped)."""
+    url = base + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+    return url, headers
+
+
 def pick(state: RouteState, request_id: str | None, rng: random.Random) -> str:
     """The upstream that answers a request under `state` (the challenger only in split mode)."""
     if state.mode != "split" or state.challenger_percent <= 0:
@@ -172,13 +216,7 @@ class Router:
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette):
-        # aiohttp, not httpx: httpx's pool checks every idle connection on every request (a
-        # poll() each), so the busier the router, the more connections and the slower each
-        # request; at a few hundred req/s it spent ~5 ms of CPU per request.
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=0)
-        async with aiohttp.ClientSession(
-            connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
-        ) as client:
+        async with upstream_session() as client:
             self.client = client
             yield
             for task in list(self._shadows):
@@ -244,10 +282,7 @@ class Router:
     ) -> Answer | None:
         """Forward to `upstream`; None when it cannot be reached or does not answer in time."""
         assert self.client is not None, "the router's lifespan has not started"
-        url = self.upstreams[upstream] + request.url.path
-        if request.url.query:
-            url += "?" + request.url.query
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        url, headers = upstream_request(self.upstreams[upstream], request)
         measured = request.method == "POST" and request.url.path.startswith(INFERENCE_PREFIXES)
         start = time.perf_counter()
         try:
@@ -267,18 +302,7 @@ class Router:
         timeout = aiohttp.ClientTimeout(total=self.timeouts[upstream])
         for attempt in range(2):  # a refused/reset connect is re-dialled once
             try:
-                async with self.client.request(
-                    method,
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=timeout,
-                    allow_redirects=False,  # as before: a redirect is the client's to follow
-                    skip_auto_headers=("Content-Type",),  # forward the client's, or none
-                ) as r:
-                    content = await r.read()
-                    kept = [(k, v) for k, v in r.raw_headers if k.lower() not in _DROP_RAW]
-                    return Answer(r.status, kept, content)
+                return await fetch(self.client, method, url, body, headers, timeout)
             except aiohttp.ClientConnectorError:
                 if attempt:
                     raise
