@@ -48,7 +48,11 @@ def test_demo_rolls_back_the_bad_and_promotes_the_good(candidate):
     spec, home, version = candidate
     policy = load_policy(REPO_ROOT / "releases" / "demo.yaml", interval_s=3.0, iterations=3)
     lines: list[str] = []
+    import mlflow
+
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     acts = run_demo(spec, home, policy, rate=120, log=lines.append)
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before  # not the copy
     assert [a.result.status for a in acts] == ["rolled_back", "promoted"], "\n".join(lines)
     assert all(set(a.codes) == {200} for a in acts), [a.codes for a in acts]
     text = "\n".join(lines)

@@ -142,7 +142,21 @@ def run_demo(
     rate: float = 120.0,
     log: Callable[[str], None] = print,
 ) -> list[Act]:
-    """Rehearse a rollback and a promotion; returns what each release decided."""
+    """Rehearse a rollback and a promotion; returns what each release decided.
+
+    MLflow points at a scratch copy of the registry while it runs, and back at what it pointed
+    at before when it ends (a notebook's next call must not reach a deleted copy)."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    try:
+        return _run_demo(spec, home, policy, rate, log)
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+
+
+def _run_demo(spec, home: Path, policy: CanaryPolicy, rate: float, log) -> list[Act]:
     from mlflow import MlflowClient
 
     db = Path(home) / "mlflow" / "mlflow.db"
