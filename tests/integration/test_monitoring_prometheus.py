@@ -87,7 +87,11 @@ def test_prometheus_scrapes_servers_and_evaluates_rules(served, taxi):
         )
         with PrometheusServer(targets, scrape_interval_s=0.5) as prom:
             prom.wait_for('up{job="model-servers"} == 1', timeout_s=30)
-            assert set(prom.targets_health().values()) == {"up"}
+            # Every target up, once each has had its first scrape ("unknown" until then).
+            deadline = time.monotonic() + 30
+            while "unknown" in prom.targets_health().values() and time.monotonic() < deadline:
+                time.sleep(0.25)
+            assert set(prom.targets_health().values()) == {"up"}, prom.targets_health()
             version = f"taxi-classifier/{served['version']}"
             req = prom.wait_for(f'mlplatform_requests_total{{code="200",version="{version}"}}')
             assert float(req[0]["value"][1]) == N_REQUESTS

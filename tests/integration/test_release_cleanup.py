@@ -34,7 +34,8 @@ def test_a_server_that_cannot_load_stops_the_whole_release(tmp_path):
     from mlflow import MlflowClient
 
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert MlflowClient(tracking).search_registered_models() == []  # an empty registry
+    # registry_uri too: MLflow prefers a registry set earlier in the process to tracking's
+    assert MlflowClient(tracking, registry_uri=tracking).search_registered_models() == []
     before = set(_live_children())
     traffic = pd.DataFrame({"request_id": ["r1"], "fare": [6.5]})
     with pytest.raises(StackError) as err:
