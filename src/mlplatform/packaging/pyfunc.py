@@ -45,7 +45,7 @@ class PlatformModel(mlflow.pyfunc.PythonModel):
     def scores(self, model_input: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(probability, 0/1 prediction) arrays: what `predict` returns, without the frame
         (the model server's single-row path calls this directly)."""
-        missing = [c for c in self.inputs if c not in model_input.columns]
+        missing = [c for c in self.inputs if c not in model_input]  # a frame's `in`: columns
         if missing:
             raise ValueError(f"input lacks columns {missing}")
         p = np.clip(self.family.predict_proba(model_input), 0.0, 1.0)

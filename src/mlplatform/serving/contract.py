@@ -88,7 +88,7 @@ class Contract:
                 )
             for f in self.fields:
                 columns[f.name].append(_coerce(f, inst[f.name], f"instances[{i}].{f.name}"))
-        return self._frame(columns)
+        return self._columns(columns)
 
     # -- v2 (Open Inference Protocol): one named tensor per field ------------------------
 
@@ -115,7 +115,7 @@ class Contract:
             f.name: [_coerce(f, v, f"{f.name}[{j}]") for j, v in enumerate(given[f.name][1])]
             for f in self.fields
         }
-        return self._frame(columns)
+        return self._columns(columns)
 
     def v2_request(self, rows: list[dict], request_id: str | None = None) -> dict:
         """The Open Inference Protocol body a client sends for `rows` (field: value dicts):
@@ -133,7 +133,7 @@ class Contract:
         ]
         return {"inputs": inputs} if request_id is None else {"id": request_id, "inputs": inputs}
 
-    def _frame(self, columns: dict[str, list]) -> Columns:
+    def _columns(self, columns: dict[str, list]) -> Columns:
         # Typed arrays, built once: a frame from lists cast column by column afterwards cost
         # 3 ms per single-row request, and even a frame from these arrays costs a third of one.
         return Columns(

@@ -47,11 +47,3 @@ class Columns:
         names = list(self._arrays)
         lists = [self._arrays[n].tolist() for n in names]
         return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
-
-
-def column_array(data: pd.DataFrame | Columns, name: str, dtype=None) -> np.ndarray:
-    """Column `name` of a DataFrame or Columns as a numpy array (cast to `dtype` if given)."""
-    col = data[name]
-    if isinstance(col, np.ndarray):
-        return col if dtype is None or col.dtype == dtype else col.astype(dtype)
-    return col.to_numpy() if dtype is None else col.to_numpy(dtype=dtype)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from mlplatform.features.tables import aggregate_column_names
 from mlplatform.spec import ColumnType, UseCase
-from mlplatform.training.columns import Columns, column_array
+from mlplatform.training.columns import Columns
 
 OOV = 0  # code of missing and unseen categories; known categories are 1..n
 MAX_VOCAB = 200  # rare categories beyond this share the out-of-vocabulary code
@@ -94,7 +94,7 @@ class Preprocessor:
         out = np.zeros((len(df), len(self.categorical)), dtype=np.int64)
         for j, c in enumerate(self.categorical):
             index = self._index(c)
-            values = column_array(df, c, object)
+            values = np.asarray(df[c], dtype=object)  # a Series or a Columns array
             out[:, j] = [OOV if _missing(v) else index.get(str(v), OOV) for v in values]
         return out
 
