@@ -39,6 +39,23 @@ class TrainedWorkspace:
         use_workspace(home, self.spec.name)
         return home
 
+    def skewed_model(self, dst: Path) -> Path:
+        """A local copy of the trained artifact whose first numeric input's fitted mean moved
+        by 3 standard deviations after packaging: its packed reference scores no longer match
+        what any environment computes from it."""
+        import json
+
+        import mlflow
+
+        folder = Path(mlflow.artifacts.download_artifacts(self.run["model_uri"], dst_path=str(dst)))
+        pre_file = next(folder.rglob("preprocessor.json"))
+        assert (pre_file.parent / "scoring_check.json").exists()
+        pre = json.loads(pre_file.read_text())
+        first = pre["numeric"][0]
+        pre["means"][first] += 3 * pre["stds"][first]
+        pre_file.write_text(json.dumps(pre))
+        return folder
+
 
 def train_workspace(usecase: str, home: Path) -> TrainedWorkspace:
     """Gate the use case's shipped data, build its Feast training set and train a logistic."""

@@ -5,8 +5,6 @@ Runs real MLflow (SQLite backend) on a logistic model trained from the taxi Feas
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import mlflow
 import pytest
 
@@ -125,20 +123,15 @@ def test_batch_scoring_keeps_versions_and_matches_pyfunc(trained, tmp_path):
     assert not (tmp_path / "x.parquet").exists()  # no half-written output
 
 
-def test_batch_scoring_refuses_a_model_this_environment_scores_differently(trained, tmp_path):
+def test_batch_scoring_refuses_a_model_this_environment_scores_differently(
+    trained, trained_taxi, tmp_path
+):
     """No file of skewed scores: the packed reference rows are re-scored before any chunk."""
-    import json
-
     from mlplatform.packaging.scoring_check import ScoringMismatch
     from mlplatform.serving.batch import score_file
 
     spec, home, out = trained
-    folder = Path(mlflow.artifacts.download_artifacts(out["model_uri"], dst_path=str(tmp_path)))
-    pre_file = next(folder.rglob("preprocessor.json"))
-    pre = json.loads(pre_file.read_text())
-    pre["means"][pre["numeric"][0]] += 3 * pre["stds"][pre["numeric"][0]]
-    pre_file.write_text(json.dumps(pre))
-    model = mlflow.pyfunc.load_model(str(folder))
+    model = mlflow.pyfunc.load_model(str(trained_taxi.skewed_model(tmp_path / "model")))
     with pytest.raises(ScoringMismatch, match="requirements.txt"):
         source = home / "training_set.parquet"
         score_file(model, "v", source, tmp_path / "x.parquet", progress=False)
