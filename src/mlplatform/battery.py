@@ -3,7 +3,8 @@
 - unit: the packaged preprocessing is deterministic, order-invariant, and survives missing
   values and unseen categories (minimum-functionality and invariance checks).
 - integration: the artifact scores the most recent accepted batch completely and sanely.
-- load: bounded single-row requests at a target rate; p99 within the spec's budget.
+- load: bounded single-row requests at a target rate through the server's request path
+  (mlplatform.serving.scoring); p99 within the spec's budget.
 - fairness: the evaluation's fairness gate on protected attributes.
 """
 
@@ -74,23 +75,28 @@ def load_check(
     requests: int = LOAD_REQUESTS,
     rate: float = LOAD_RATE_PER_S,
 ) -> Result:
-    """Paced single-row calls; the p99 of their latency must stay within the budget."""
-    singles = [rows.iloc[[i % len(rows)]] for i in range(requests)]
-    for r in singles[:10]:
-        model.predict(r)
+    """Paced single-row requests through the server's request path (contract, then model;
+    mlplatform.serving.scoring); the p99 of their latency must stay within the budget."""
+    from mlplatform.serving.scoring import request_scorer, single_row_bodies
+
+    score = request_scorer(model)
+    bodies = single_row_bodies(rows, requests)
+    for body in bodies[:10]:
+        score(body)
     interval = 1.0 / rate
-    lat, errors = [], 0
+    lat, errors, first_error = [], 0, None
     with serving_heap():  # the collector as the model server runs it
         start = time.perf_counter()
-        for i, r in enumerate(singles):
+        for i, body in enumerate(bodies):
             wait = start + i * interval - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
             t0 = time.perf_counter()
             try:
-                model.predict(r)
-            except Exception:
+                score(body)
+            except Exception as exc:  # a failing request is a finding, not a crash
                 errors += 1
+                first_error = first_error or f"{type(exc).__name__}: {exc}"[:200]
             lat.append((time.perf_counter() - t0) * 1000)
         elapsed = time.perf_counter() - start
     p99 = float(np.percentile(lat, 99))
@@ -99,6 +105,8 @@ def load_check(
         f"p50 {np.percentile(lat, 50):.2f} ms, p99 {p99:.2f} ms, {errors} errors; "
         f"budget {budget_ms} ms"
     )
+    if first_error:
+        detail += f"; first error: {first_error}"
     return p99 <= budget_ms and errors == 0, detail
 
 

@@ -53,7 +53,7 @@ def test_pipeline_runs_locally_and_reports_locations(tmp_path, repo_root, taxi):
     assert len(accepted) == 1 and accepted[0].source == str(source_of(taxi))
     # The winner is registered with lineage, passed its battery and holds `challenger`.
     reg = json.loads((home / "taxi" / "reports" / "registration.json").read_text())
-    assert reg["battery_passed"] and reg["alias"] == "challenger"
+    assert reg["battery_passed"] and reg["alias"] == "challenger", reg["battery"]
     report = (home / "taxi" / "reports" / "selection.md").read_text()
     for family in ("logistic", "xgboost", "keras"):
         assert family in report

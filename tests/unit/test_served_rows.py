@@ -90,3 +90,20 @@ def test_columns_records_and_frame_keep_every_value():
     assert frame["fare"].dtype == np.float64 and frame["kind"].tolist() == ["a", None]
     with pytest.raises(ValueError, match="differ in length"):
         Columns({"a": np.zeros(2), "b": np.zeros(3)})
+
+
+def test_timed_requests_carry_the_rows_as_a_client_sends_them(taxi):
+    """Selection and the battery time one-row v1 bodies (serving.scoring): each must hold its
+    row's values, with nulls as JSON null, and pass the contract unchanged."""
+    from mlplatform.serving.scoring import single_row_bodies
+
+    rows = _rows(taxi, 6)
+    bodies = single_row_bodies(rows, 8)
+    assert len(bodies) == 8 and bodies[6] == bodies[0]  # cycles through the rows
+    numeric, categorical = model_inputs(taxi)
+    assert bodies[0]["instances"][0][numeric[0]] is None  # NaN goes out as null
+    assert bodies[5]["instances"][0][categorical[0]] is None
+    contract = _contract(taxi)
+    for i, body in enumerate(bodies[:6]):
+        parsed = contract.columns_v1(body).to_frame()
+        pd.testing.assert_frame_equal(parsed, rows.iloc[[i]].reset_index(drop=True))

@@ -1,4 +1,5 @@
-"""Serving cost of a packaged model, measured through the pyfunc a server would load."""
+"""Serving cost of a packaged model, measured through the pyfunc a server would load and the
+request path the server runs on it."""
 
 from __future__ import annotations
 
@@ -49,15 +50,24 @@ def serving_heap() -> Iterator[None]:
 def measure(
     model, rows: pd.DataFrame, artifact_dir: Path, n_single: int = 300, batch_size: int = 2000
 ) -> ServingCost:
-    """p50/p99 of single-row predictions over `n_single` calls, and batch throughput."""
-    singles = [rows.iloc[[i % len(rows)]] for i in range(n_single)]
-    for r in singles[:20]:  # warm-up: first calls build caches and graphs
-        model.predict(r)
+    """p50/p99 of single-row requests over `n_single` calls, and batch throughput.
+
+    A single-row call is what the model server does for one v1 request without its HTTP: the
+    contract parses the body, the packaged model scores the columns
+    (mlplatform.serving.scoring). Batch throughput goes through MLflow's `predict`, as batch
+    scoring does.
+    """
+    from mlplatform.serving.scoring import request_scorer, single_row_bodies
+
+    score = request_scorer(model)
+    bodies = single_row_bodies(rows, n_single)
+    for body in bodies[:20]:  # warm-up: first calls build caches and graphs
+        score(body)
     times = []
     with serving_heap():
-        for r in singles:
+        for body in bodies:
             t0 = time.perf_counter()
-            model.predict(r)
+            score(body)
             times.append((time.perf_counter() - t0) * 1000)
     reps = int(np.ceil(batch_size / len(rows)))
     batch = pd.concat([rows] * reps, ignore_index=True).head(batch_size)

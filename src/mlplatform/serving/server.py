@@ -33,6 +33,7 @@ from prometheus_client import Counter, Histogram  # noqa: E402
 from mlplatform.serving import workers  # noqa: E402
 from mlplatform.serving.contract import Contract, ContractError  # noqa: E402
 from mlplatform.serving.process import add_bind_args, configure_logging, serve  # noqa: E402
+from mlplatform.serving.scoring import direct_predict  # noqa: E402
 
 log = logging.getLogger("mlplatform.serving")
 
@@ -72,7 +73,7 @@ class PlatformModel(kserve.Model):
         self.version = "unknown"
         self.contract: Contract | None = None
         self.pyfunc = None
-        self._predict = None  # the packaged model's predict (see _direct_predict)
+        self._predict = None  # the packaged model's predict (see scoring.direct_predict)
         self.request_log = None  # a mlplatform.monitoring.requestlog.RequestLog when enabled
         self.online = None  # a mlplatform.serving.online.OnlineFeatures with --feature-repo
 
@@ -88,7 +89,7 @@ class PlatformModel(kserve.Model):
         if schema is None:
             raise RuntimeError(f"{uri} has no input signature; the server needs one")
         self.contract = Contract.from_schema(schema)
-        self._predict = _direct_predict(self.pyfunc)
+        self._predict = direct_predict(self.pyfunc)
         self._check_scoring(uri)
         self.ready = True
         log.info("serving %s as %s (version %s)", uri, self.name, self.version)
@@ -175,33 +176,6 @@ class PlatformModel(kserve.Model):
             ],
             "model_version": self.version,
         }
-
-
-def _direct_predict(pyfunc):
-    """(probability, prediction) arrays for the contract's typed columns (`Columns`).
-
-    The platform's own packaged model is called below MLflow's input enforcement, on the
-    columns themselves.
-
-    The contract has already built what the signature asks for (names, float64 doubles,
-    object strings, nulls), so MLflow's second check of the same rows only cost time: ~40% of
-    a single-row prediction, and a DataFrame around the arrays a third of the rest. Any other
-    pyfunc gets the frame and MLflow's full path (ADR 0019).
-    """
-    from mlplatform.packaging.pyfunc import PlatformModel as Packaged
-
-    try:
-        inner = pyfunc.unwrap_python_model()
-    except Exception:  # not a python_model flavour: MLflow's path is the only one
-        inner = None
-    if isinstance(inner, Packaged):
-        return inner.scores
-
-    def through_mlflow(rows):
-        out = pyfunc.predict(rows.to_frame())
-        return out["probability"].to_numpy(), out["prediction"].to_numpy()
-
-    return through_mlflow
 
 
 def _log_request(model: PlatformModel, rows, prob, pred, request_id, headers) -> None:
