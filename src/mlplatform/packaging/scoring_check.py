@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,19 @@ def enforce(check: dict, probability: np.ndarray) -> CheckResult:
             "requirements.txt (`mlplatform package verify` rebuilds them)"
         )
     return result
+
+
+def run(pyfunc, score: Callable[[dict], np.ndarray]) -> CheckResult | None:
+    """Re-score the reference rows packed into `pyfunc` with the caller's own scoring path.
+
+    `score` takes the rows as a KServe v1 body (what a client would send) and returns their
+    probabilities: the model server passes its request path, batch scoring MLflow's `predict`.
+    Raises ScoringMismatch when they differ; None when the artifact packs no check.
+    """
+    check = packed(pyfunc)
+    if check is None:
+        return None
+    return enforce(check, score({"instances": check["rows"]}))
 
 
 def _json_value(v: object) -> object:

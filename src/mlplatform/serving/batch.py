@@ -61,10 +61,10 @@ def score_file(
     total = count_records(source, "parquet" if _is_parquet(source) else "csv")
     data_version = file_sha256(source)  # the data catalogue's batch id for these bytes
     contract = Contract.from_schema(model.metadata.get_input_schema())
-    check = scoring_check.packed(model)
-    if check is not None:  # a skewed environment must not write a file of wrong scores
-        reference = contract.parse_v1({"instances": check["rows"]})
-        scoring_check.enforce(check, model.predict(reference)["probability"].to_numpy())
+    # A skewed environment must not write a file of wrong scores.
+    scoring_check.run(
+        model, lambda body: model.predict(contract.parse_v1(body))["probability"].to_numpy()
+    )
     tmp = output.with_suffix(output.suffix + ".partial")  # never a half-written output
     writer = None
     done, start = 0, time.perf_counter()

@@ -101,12 +101,12 @@ class PlatformModel(kserve.Model):
         (mlplatform.packaging.scoring_check)."""
         from mlplatform.packaging import scoring_check
 
-        check = scoring_check.packed(self.pyfunc)
-        if check is None:
+        result = scoring_check.run(
+            self.pyfunc, lambda body: self._predict(self.contract.columns_v1(body))[0]
+        )
+        if result is None:
             log.warning("%s carries no reference scores: served without the scoring check", uri)
             return
-        rows = self.contract.columns_v1({"instances": check["rows"]})
-        result = scoring_check.enforce(check, self._predict(rows)[0])
         log.info(
             "scoring check passed: %d reference rows, max abs difference %.3g",
             result.rows,
