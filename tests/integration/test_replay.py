@@ -16,12 +16,10 @@ Stated bounds (behaviour, counted in replay windows = months):
   AUC 0.959), a rate of 1/36 = 0.028. The inputs really moved that month, but the model did
   not need retraining, so it counts as false (ADR 0013).
 
-The registry gate refuses a version whose battery failed, and the battery's load check
-(single-row p99 <= the spec's 10 ms) fails when other jobs saturate this shared 2-core machine
-(measured 2026-12-01: p99 10.6-14.5 ms at a 1-minute load average of 3.5-6.4, against
-3.8-7.5 ms at 1.4-2.5; ADR 0013). When every post-drift retraining stopped at the registry
-gate on latency alone, the promotion part is reported as an expected failure naming each
-refusal and its measured p99."""
+Every retraining's battery measures its load p99 on the model server's request path (ADR
+0022), so a busy machine no longer refuses it on latency that serving does not pay: measured
+2026-12-01, the drift's first retraining was promoted 3 windows after the injection, battery
+load p99 0.99-4.28 ms against the 10 ms budget."""
 
 from __future__ import annotations
 
@@ -37,7 +35,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BOUND_S = 40 * 60
 PROMOTION_WINDOWS = 6
 MAX_FALSE_TRIGGER_RATE = 0.05  # without injected drift: at most one window in twenty
-LATENCY = ("load: failed", "ms over the budget")  # the battery's and the gate's p99 checks
 
 
 def test_replay_detects_retrains_and_promotes(tmp_path):
@@ -67,14 +64,6 @@ def test_replay_detects_retrains_and_promotes(tmp_path):
     d2p = summary["drift_to_promotion"]
     drift_attempts = [a for a in d2p["attempts"] if "drift" in a["reasons"]]
     assert drift_attempts, d2p  # the drift started a retraining
-    if not d2p["promoted"] and all(
-        a["stopped_at"].startswith("registry gate") and any(x in a["stopped_at"] for x in LATENCY)
-        for a in d2p["attempts"]
-    ):
-        pytest.xfail(
-            "every post-drift retraining was refused on latency measured on this loaded machine: "
-            + " | ".join(f"v{a['version']}: {a['battery_load']}" for a in d2p["attempts"])
-        )
     assert d2p["promoted"], d2p["attempts"]
     assert d2p["windows"] <= PROMOTION_WINDOWS, d2p["steps"]
     steps = [s["step"] for s in d2p["steps"]]
