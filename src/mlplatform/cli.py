@@ -302,8 +302,8 @@ def package_verify(
     typer.echo(
         f"{result.rows} rows: max abs diff {result.max_abs_diff:.3g} (tolerance {result.tolerance})"
     )
-    if not result.identical:
-        _fail("predictions differ in the rebuilt environment", 1)
+    if not result.passed:
+        _fail(f"predictions differ in the rebuilt environment (worst: row {result.worst_row})", 1)
 
 
 @package_app.command("edge")

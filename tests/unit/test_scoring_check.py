@@ -42,5 +42,5 @@ def test_equal_scores_pass_and_a_difference_names_the_row():
 
 def test_a_nan_where_a_score_was_expected_fails_and_a_short_answer_is_refused():
     assert not sc.compare(_check([0.1, 0.2]), np.array([0.1, math.nan])).passed
-    with pytest.raises(sc.ScoringMismatch, match="1 scores for 2 reference rows"):
+    with pytest.raises(sc.ScoringMismatch, match="1 probabilities for 2 rows of the reference"):
         sc.compare(_check([0.1, 0.2]), np.array([0.1]))

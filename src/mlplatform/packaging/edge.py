@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlplatform.packaging.parity import compare
 from mlplatform.training.families import FAMILIES, Family
 from mlplatform.training.preprocessing import Preprocessor
 
@@ -144,11 +145,13 @@ def export_edge(
     edge = EdgeModel(out_dir)
     ref = pyfunc.predict(sample)["probability"].to_numpy()
     got = edge.predict_proba(sample)
-    diff = float(np.max(np.abs(ref - got)))
-    if diff > tolerance:
+    # NaN on one side only counts as a difference: np.max(|a - b|) would be NaN and pass.
+    match = compare(ref, got, tolerance)
+    if not match.passed:
         shutil.rmtree(out_dir)
         raise EdgeParityError(
-            f"{fam.name} {fmt} export differs from the pyfunc by {diff:.3g} (> {tolerance})"
+            f"{fam.name} {fmt} export differs from the pyfunc by {match.max_abs_diff:.3g} "
+            f"(> {tolerance}) on sample row {match.worst_row}"
         )
     times = []
     for i in range(min(200, len(sample))):
@@ -161,7 +164,7 @@ def export_edge(
         fmt,
         str(out_dir),
         round(size, 3),
-        diff,
+        match.max_abs_diff,
         round(float(np.percentile(times, 50)), 3),
         round(float(np.percentile(times, 99)), 3),
     )

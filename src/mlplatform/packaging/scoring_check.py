@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from mlplatform.packaging import parity
+from mlplatform.packaging.parity import Parity
 
 CHECK_FILE = "scoring_check.json"
 # Rows of the test split, like the input example: enough to cover nulls and several categories.
@@ -30,18 +32,6 @@ DEFAULT_TOLERANCE = 1e-9
 
 class ScoringMismatch(RuntimeError):
     """The serving side scores the artifact's reference rows differently from packaging."""
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    rows: int
-    max_abs_diff: float
-    worst_row: int
-    tolerance: float
-
-    @property
-    def passed(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
 
 
 def reference(inputs: pd.DataFrame, probability: np.ndarray, family: str) -> dict:
@@ -69,22 +59,12 @@ def read(folder: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def compare(check: dict, probability: np.ndarray) -> CheckResult:
+def compare(check: dict, probability: np.ndarray) -> Parity:
     """How far `probability` (the serving side's scores of check["rows"]) is from packaging's."""
-    expected = np.asarray(check["probability"], dtype="float64")
-    got = np.asarray(probability, dtype="float64")
-    if got.shape != expected.shape:
-        raise ScoringMismatch(f"{len(got)} scores for {len(expected)} reference rows")
-    diff = np.abs(got - expected)
-    diff[np.isnan(got) != np.isnan(expected)] = np.inf
-    diff[np.isnan(got) & np.isnan(expected)] = 0.0
-    worst = int(np.argmax(diff)) if len(diff) else 0
-    return CheckResult(
-        rows=len(expected),
-        max_abs_diff=float(diff[worst]) if len(diff) else 0.0,
-        worst_row=worst,
-        tolerance=float(check["tolerance"]),
-    )
+    try:
+        return parity.compare(check["probability"], probability, check["tolerance"])
+    except ValueError as exc:  # a different number of scores than reference rows
+        raise ScoringMismatch(f"{exc} of the reference") from exc
 
 
 def packed(pyfunc) -> dict | None:
@@ -95,7 +75,7 @@ def packed(pyfunc) -> dict | None:
         return None
 
 
-def enforce(check: dict, probability: np.ndarray) -> CheckResult:
+def enforce(check: dict, probability: np.ndarray) -> Parity:
     """`compare`, raising ScoringMismatch (with what to do) when the scores differ."""
     result = compare(check, probability)
     if not result.passed:
@@ -109,7 +89,7 @@ def enforce(check: dict, probability: np.ndarray) -> CheckResult:
     return result
 
 
-def run(pyfunc, score: Callable[[dict], np.ndarray]) -> CheckResult | None:
+def run(pyfunc, score: Callable[[dict], np.ndarray]) -> Parity | None:
     """Re-score the reference rows packed into `pyfunc` with the caller's own scoring path.
 
     `score` takes the rows as a KServe v1 body (what a client would send) and returns their

@@ -7,11 +7,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from mlplatform.packaging.parity import Parity, compare
 
 _SCORE = textwrap.dedent(
     """
@@ -25,15 +26,8 @@ _SCORE = textwrap.dedent(
 
 
 @dataclass(frozen=True)
-class VerifyResult:
-    rows: int
-    max_abs_diff: float
-    tolerance: float
-    python: str
-
-    @property
-    def identical(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
+class VerifyResult(Parity):
+    python: str = ""  # the rebuilt environment's interpreter that made the fresh predictions
 
 
 def _uv() -> list[str]:
@@ -75,5 +69,5 @@ def verify(
     subprocess.run([str(py), str(script), str(local), str(inp), str(out)], check=True)
     here = mlflow.pyfunc.load_model(str(local)).predict(pd.read_parquet(inp))
     fresh = pd.read_parquet(out)
-    diff = float(np.max(np.abs(here["probability"].to_numpy() - fresh["probability"].to_numpy())))
-    return VerifyResult(rows=len(sample), max_abs_diff=diff, tolerance=tolerance, python=str(py))
+    match = compare(here["probability"].to_numpy(), fresh["probability"].to_numpy(), tolerance)
+    return VerifyResult(**asdict(match), python=str(py))
