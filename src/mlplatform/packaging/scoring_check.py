@@ -11,7 +11,6 @@ path at start-up and refuses to serve when they differ.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,12 +37,10 @@ def reference(inputs: pd.DataFrame, probability: np.ndarray, family: str) -> dic
     """The check to pack: up to MAX_ROWS signature-typed rows (nulls as JSON null) and the
     probabilities the packaging environment gave them."""
     n = min(len(inputs), MAX_ROWS)
-    rows = [
-        {k: _json_value(v) for k, v in record.items()}
-        for record in inputs.head(n).to_dict("records")
-    ]
+    from mlplatform.serving.contract import json_records
+
     return {
-        "rows": rows,
+        "rows": json_records(inputs.head(n)),
         "probability": [float(p) for p in np.asarray(probability)[:n]],
         "tolerance": TOLERANCE.get(family, DEFAULT_TOLERANCE),
     }
@@ -100,11 +97,3 @@ def run(pyfunc, score: Callable[[dict], np.ndarray]) -> Parity | None:
     if check is None:
         return None
     return enforce(check, score({"instances": check["rows"]}))
-
-
-def _json_value(v: object) -> object:
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-        return None
-    if isinstance(v, np.generic):
-        return v.item()
-    return v

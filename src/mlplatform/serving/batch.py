@@ -60,7 +60,7 @@ def score_file(
         raise FileNotFoundError(f"{source}: no such input file")
     total = count_records(source, "parquet" if _is_parquet(source) else "csv")
     data_version = file_sha256(source)  # the data catalogue's batch id for these bytes
-    contract = Contract.from_schema(model.metadata.get_input_schema())
+    contract = Contract.of_model(model, model_version)
     # A skewed environment must not write a file of wrong scores.
     scoring_check.run(
         model, lambda body: model.predict(contract.parse_v1(body))["probability"].to_numpy()

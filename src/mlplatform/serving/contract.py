@@ -44,6 +44,15 @@ class Contract:
             fields.append(Field(col.name, kind))
         return cls(tuple(fields))
 
+    @classmethod
+    def of_model(cls, pyfunc, name: str = "the model") -> Contract:
+        """The contract of a loaded pyfunc, from its signature; `name` says which model in the
+        error when it has none."""
+        schema = pyfunc.metadata.get_input_schema()
+        if schema is None:
+            raise RuntimeError(f"{name} has no input signature; serving or scoring it needs one")
+        return cls.from_schema(schema)
+
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.fields]
@@ -142,6 +151,20 @@ class Contract:
                 for f in self.fields
             }
         )
+
+
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """The rows of a signature-typed frame as a client sends them in JSON: plain Python values,
+    None for every kind of null (NaN, None, pd.NA)."""
+    return [{k: _json_value(v) for k, v in r.items()} for r in frame.to_dict("records")]
+
+
+def _json_value(v: object) -> object:
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
 
 
 # No feature of a tabular model is measured in numbers this large; near the float maximum the

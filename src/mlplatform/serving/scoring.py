@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from mlplatform.serving.contract import Contract
+from mlplatform.serving.contract import Contract, json_records
 from mlplatform.training.columns import Columns
 
 Scores = tuple[np.ndarray, np.ndarray]  # (probability, 0/1 prediction)
@@ -47,18 +47,10 @@ def direct_predict(pyfunc) -> Callable[[Columns], Scores]:
     return through_mlflow
 
 
-def contract_of(pyfunc) -> Contract:
-    """The request contract of a loaded pyfunc, from its signature."""
-    schema = pyfunc.metadata.get_input_schema()
-    if schema is None:
-        raise RuntimeError("the model has no input signature; serving it needs one")
-    return Contract.from_schema(schema)
-
-
 def request_scorer(pyfunc) -> Callable[[dict], Scores]:
     """A function from a KServe v1 body to (probability, prediction): the server's per-request
     work (contract, then the model) in-process."""
-    contract = contract_of(pyfunc)
+    contract = Contract.of_model(pyfunc)
     predict = direct_predict(pyfunc)
 
     def score(body: dict) -> Scores:
@@ -69,5 +61,5 @@ def request_scorer(pyfunc) -> Callable[[dict], Scores]:
 
 def single_row_bodies(rows: pd.DataFrame, n: int) -> list[dict]:
     """`n` one-instance v1 bodies cycling through `rows`, nulls as JSON sends them (None)."""
-    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    records = json_records(rows)
     return [{"instances": [records[i % len(records)]]} for i in range(n)]

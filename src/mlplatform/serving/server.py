@@ -85,10 +85,7 @@ class PlatformModel(kserve.Model):
             mlflow.set_registry_uri(self.tracking_uri)
         uri = self._resolve(self.model_uri)
         self.pyfunc = mlflow.pyfunc.load_model(uri)
-        schema = self.pyfunc.metadata.get_input_schema()
-        if schema is None:
-            raise RuntimeError(f"{uri} has no input signature; the server needs one")
-        self.contract = Contract.from_schema(schema)
+        self.contract = Contract.of_model(self.pyfunc, uri)
         self._predict = direct_predict(self.pyfunc)
         self._check_scoring(uri)
         self.ready = True
