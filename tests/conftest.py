@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from mlplatform.spec import UseCase, load_spec
+from mlplatform.tracking import mlflow_uris_kept
 from mlplatform.workspace import REPO_ROOT, Workspace
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
-
-def _mlflow_uris() -> tuple[str | None, str | None]:
-    # mlflow.set_tracking_uri/set_registry_uri mirror what they set into these variables.
-    return os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_REGISTRY_URI")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -23,15 +18,8 @@ def _module_keeps_mlflow_uris_to_itself():
     """Whatever tracking and registry URIs a test module points MLflow at (use_workspace sets
     them process-wide) are undone when the module ends, so no later module reads a store it
     did not choose (a registry left pointing at a stopped PostgreSQL, say)."""
-    before = _mlflow_uris()
-    yield
-    if _mlflow_uris() != before:
-        import mlflow
-
-        mlflow.set_tracking_uri(before[0])  # None unsets its variable too
-        mlflow.set_registry_uri(before[1])
-        if before[1] is None:  # set_registry_uri(None) leaves the variable behind
-            os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    with mlflow_uris_kept():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from mlplatform.workspace import REPO_ROOT
@@ -41,6 +44,24 @@ def use_workspace(home: Path, usecase: str, tracking: str | None = None) -> str:
     if exp is None:
         return mlflow.create_experiment(name, artifact_location=artifact_root(home))
     return exp.experiment_id
+
+
+@contextlib.contextmanager
+def mlflow_uris_kept() -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URIs as they were before the block, when it
+    ends, however it ends (use_workspace and scratch registries change them for everyone)."""
+    # set_tracking_uri/set_registry_uri mirror what they set into these variables.
+    before = os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_REGISTRY_URI")
+    try:
+        yield
+    finally:
+        if (os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_REGISTRY_URI")) != before:
+            import mlflow
+
+            mlflow.set_tracking_uri(before[0])  # None unsets its variable too
+            mlflow.set_registry_uri(before[1])
+            if before[1] is None:  # set_registry_uri(None) leaves the variable behind
+                os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
 
 def git_commit() -> str:

@@ -146,14 +146,10 @@ def run_demo(
 
     MLflow points at a scratch copy of the registry while it runs, and back at what it pointed
     at before when it ends (a notebook's next call must not reach a deleted copy)."""
-    import mlflow
+    from mlplatform.tracking import mlflow_uris_kept
 
-    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    try:
+    with mlflow_uris_kept():
         return _run_demo(spec, home, policy, rate, log)
-    finally:
-        mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
 
 
 def _run_demo(spec, home: Path, policy: CanaryPolicy, rate: float, log) -> list[Act]:
