@@ -189,7 +189,16 @@ def quarantine_show(
         typer.echo(report.to_json())
         return
     typer.echo(report.to_text())
-    typer.echo(f"status: {rec.status.value}; bytes kept at {gate.ws.quarantine / rec.batch_id}")
+    from mlplatform.validation.distribution import PLOT_FILE, read_shares
+
+    qdir = gate.ws.quarantine / rec.batch_id
+    for name, table in read_shares(qdir).items():
+        typer.echo(f"{name}: share of rows per bin, reference vs batch")
+        for b, r, x in zip(table["bin"], table["reference"], table["batch"], strict=True):
+            typer.echo(f"  {b:>28}  {r:7.2%}  {x:7.2%}")
+    if (qdir / PLOT_FILE).exists():
+        typer.echo(f"histograms: {qdir / PLOT_FILE}")
+    typer.echo(f"status: {rec.status.value}; bytes kept at {qdir}")
     for e in gate.cat.events(rec.batch_id):
         typer.echo(f"  {e['at']}  {e['event']}  {e['detail'][:120]}")
 

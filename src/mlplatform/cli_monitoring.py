@@ -72,7 +72,8 @@ def drift_cmd(
     """Drift of a window of logged requests against the training data, per feature."""
     import pandas as pd
 
-    from mlplatform.monitoring.drift import ReferenceProfile, drift_scores, monitored_columns
+    from mlplatform.data.drift import ReferenceProfile
+    from mlplatform.monitoring.drift import monitored_columns, served_drift
     from mlplatform.monitoring.windows import read_log
 
     spec = spec_of(usecase)
@@ -82,7 +83,7 @@ def drift_cmd(
     if window.empty:
         fail(f"{log_dir}: no logged requests (start the server with --request-log {log_dir})")
     train = pd.read_parquet(training_set)
-    scores = drift_scores(ReferenceProfile.fit(train, spec), window)
+    scores = served_drift(ReferenceProfile.fit(train, spec), window, spec)
     typer.echo(f"{len(window)} logged rows vs {len(train)} training rows")
     for d in sorted(scores, key=lambda d: -d.score):
         flag = "DRIFT" if d.drifted else "ok"

@@ -68,17 +68,51 @@ class Column(_Strict):
         description="Share of values outside `categories` tolerated (TFDV min_domain_mass).",
     )
     max_null_fraction: float = Field(default=0.0, ge=0, le=1)
-    drift_threshold: float | None = Field(
+    gate_drift: float | Literal["off"] | None = Field(
+        default=None,
+        description="The validation gate: distance to the reference profile above which a "
+        "batch is quarantined (Jensen-Shannon on deciles for numbers, L-infinity of shares "
+        "for categories and the label). Absent: `drift.gate_threshold`. `off` needs a "
+        "`reason`. Features and the label only.",
+    )
+    retrain_drift: float | None = Field(
         default=None,
         gt=0,
         le=1,
-        description="Jensen-Shannon (numeric) or L-infinity (categorical) distance to the "
-        "previous accepted batch above which the batch is quarantined.",
+        description="Monitoring: the same distance, served traffic vs the training data, "
+        "above which a retraining is triggered. Absent: shown, never acted on.",
     )
-    reason: str = Field(default="", description="Why an excluded column is excluded.")
+    reason: str = Field(
+        default="", description="Why an excluded column is excluded, or why its drift is off."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data):
+        if isinstance(data, dict):
+            if "drift_threshold" in data:
+                raise ValueError(
+                    f"column {data.get('name')!r}: `drift_threshold` was split by use: "
+                    "`retrain_drift` (monitoring triggers retraining) and `gate_drift` (the "
+                    "validation gate; every feature and the label are judged by default, "
+                    "see `drift.gate_threshold`)"
+                )
+            if data.get("gate_drift") is False:  # YAML reads a bare `off` as false
+                data = {**data, "gate_drift": "off"}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Column:
+        if isinstance(self.gate_drift, float) and not 0 < self.gate_drift <= 1:
+            raise ValueError(f"column {self.name!r}: gate_drift must be in (0, 1] or `off`")
+        if self.gate_drift == "off" and not self.reason:
+            raise ValueError(f"column {self.name!r}: `gate_drift: off` needs a `reason`")
+        if self.role not in (Role.FEATURE, Role.LABEL) and self.gate_drift not in (None, "off"):
+            raise ValueError(
+                f"column {self.name!r}: gate_drift applies to features and the label only"
+            )
+        if self.retrain_drift is not None and self.role is not Role.FEATURE:
+            raise ValueError(f"column {self.name!r}: retrain_drift applies to features only")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"column {self.name!r}: min {self.min} is above max {self.max}")
         if self.categories is not None and self.type is not ColumnType.CATEGORY:
@@ -174,6 +208,42 @@ class Features(_Strict):
 class Validation(_Strict):
     max_duplicate_fraction: float = Field(default=0.01, ge=0, le=1)
     min_rows: int = Field(default=1, ge=1)
+    overlap: Literal["quarantine", "accept"] = Field(
+        default="quarantine",
+        description="A batch whose rows are already in accepted batches (re-sent, re-ordered, "
+        "overlapping): `quarantine` above `max_overlap_fraction`, or `accept` (the repeated "
+        "rows are reported and never enter a training set twice).",
+    )
+    max_overlap_fraction: float = Field(default=0.01, ge=0, le=1)
+
+
+class Drift(_Strict):
+    """How distance from the reference profile is judged (gate and monitoring alike)."""
+
+    alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="Chance that a clean batch (a random sample of the reference's source) is "
+        "flagged by sampling noise alone, all judged columns together.",
+    )
+    gate_threshold: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="The gate's default `gate_drift` for every feature and the label.",
+    )
+    min_rows: int = Field(
+        default=100,
+        ge=1,
+        description="The gate judges no drift on fewer rows: too few to tell a change from "
+        "noise (schema checks still apply).",
+    )
+    too_small: Literal["hold", "accept"] = Field(
+        default="hold",
+        description="A batch below `min_rows`: `hold` quarantines it for an operator, `accept` "
+        "lets it in with a recorded warning.",
+    )
 
 
 class Constraints(_Strict):
@@ -288,6 +358,7 @@ class UseCase(_Strict):
     slices: Slices = Slices()
     features: Features = Features()
     validation: Validation = Validation()
+    drift: Drift = Drift()
     constraints: Constraints = Constraints()
     split: Split = Split()
     fairness: Fairness = Fairness()
@@ -357,6 +428,26 @@ class UseCase(_Strict):
     @property
     def feature_columns(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if c.role is Role.FEATURE)
+
+    def gate_thresholds(self) -> dict[str, float]:
+        """The columns the gate judges for drift (features and label), with thresholds."""
+        return {
+            c.name: self.drift.gate_threshold if c.gate_drift is None else c.gate_drift
+            for c in self.columns
+            if c.role in (Role.FEATURE, Role.LABEL) and c.gate_drift != "off"
+        }
+
+    def retrain_thresholds(self) -> dict[str, float]:
+        """Every feature with the threshold monitoring shows it against; those with a
+        `retrain_drift` act (trigger), the others use the gate's threshold and are shown."""
+        out = {}
+        for c in self.feature_columns:
+            gate = self.drift.gate_threshold if c.gate_drift in (None, "off") else c.gate_drift
+            out[c.name] = c.retrain_drift if c.retrain_drift is not None else gate
+        return out
+
+    def retrain_features(self) -> list[str]:
+        return [c.name for c in self.feature_columns if c.retrain_drift is not None]
 
     def spec_hash(self) -> str:
         """A stable hash of the spec's content, recorded in lineage. The model card's prose

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlplatform.data.catalogue import BatchStatus
-from mlplatform.data.corpus import generate_corpus
+from mlplatform.data.corpus import generate_corpus, split_clean
 from mlplatform.data.reading import count_records
 from mlplatform.validation.quarantine import Gate
 from mlplatform.validation.schema import build_schema
@@ -15,7 +15,8 @@ from ..conftest import source_of
 
 @pytest.fixture(scope="module", params=["taxi", "credit"])
 def judged(request, tmp_path_factory, shared_data):
-    """Ingest the clean batch, then every corpus case, in one workspace per use case."""
+    """A random half of the clean file accepted, then a second ordinary quarter, then every
+    corpus case derived from the last quarter (rows the catalogue has not seen)."""
     from mlplatform.spec import load_spec
     from mlplatform.workspace import REPO_ROOT, Workspace
 
@@ -23,15 +24,23 @@ def judged(request, tmp_path_factory, shared_data):
     root = tmp_path_factory.mktemp(spec.name)
     ws = Workspace.for_usecase(root / "home", spec.name)
     gate = Gate(spec, build_schema(spec), ws)
-    clean = gate.process(source_of(spec))
-    cases = generate_corpus(source_of(spec), spec, root / "corpus")
-    return spec, gate, clean, [(c, gate.process(c.path)) for c in cases]
+    first, second, rest = split_clean(source_of(spec), spec, root / "parts", (0.5, 0.25, 0.25))
+    clean = gate.process(first)
+    ordinary = gate.process(second)
+    cases = generate_corpus(rest, spec, root / "corpus", accepted=first)
+    return spec, gate, (first, clean, ordinary), [(c, gate.process(c.path)) for c in cases]
 
 
-def test_clean_batch_passes(judged):
-    spec, _, clean, _ = judged
+def test_clean_batches_pass(judged):
+    spec, _, (first, clean, ordinary), _ = judged
     assert clean.record.status is BatchStatus.ACCEPTED, clean.report.to_text()
-    assert clean.accepted_rows == count_records(source_of(spec), "csv")
+    assert clean.accepted_rows == count_records(first, "csv")
+    assert clean.report.reference is None  # the first batch: nothing to compare with
+    # The second batch is judged against the first, on every feature and the label.
+    assert ordinary.accepted, ordinary.report.to_text()
+    assert ordinary.report.reference.startswith("the accepted history (1 batch,")
+    judged_columns = {d["feature"] for d in ordinary.report.drift}
+    assert judged_columns == set(spec.gate_thresholds())
 
 
 def test_corpus_covers_required_cases(judged):
@@ -49,6 +58,10 @@ def test_corpus_covers_required_cases(judged):
         "truncated",
         "duplicated_rows",
         "leakage_column",
+        "in_range_unit_change",
+        "category_share_shift",
+        "label_rate_shift",
+        "resent_content",
     }
     if spec.event_time.column:
         required.add("future_timestamps")

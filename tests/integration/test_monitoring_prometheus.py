@@ -12,7 +12,8 @@ import urllib.request
 import pandas as pd
 import pytest
 
-from mlplatform.monitoring.drift import ReferenceProfile, drift_scores
+from mlplatform.data.drift import ReferenceProfile
+from mlplatform.monitoring.drift import served_drift
 from mlplatform.monitoring.exporter import MonitoringExporter
 from mlplatform.monitoring.performance import LabelLog, join_labels, performance_table
 from mlplatform.monitoring.prometheus import PrometheusServer, ScrapeTargets, free_port
@@ -110,7 +111,7 @@ def test_prometheus_scrapes_servers_and_evaluates_rules(served, taxi):
             # A drift score over its threshold becomes a firing FeatureDrift alert.
             profile = ReferenceProfile.fit(served["training_set"], taxi)
             window = served["rows"].assign(fare=served["rows"]["fare"] * 10)
-            scores = drift_scores(profile, window)
+            scores = served_drift(profile, window, taxi)
             exporter.set_drift("taxi", scores)
             deadline = time.time() + 30
             while time.time() < deadline:
@@ -118,7 +119,7 @@ def test_prometheus_scrapes_servers_and_evaluates_rules(served, taxi):
                 if firing:
                     break
                 time.sleep(0.5)
-            # Only features with a spec drift_threshold alert (ADR 0012), whatever the others
+            # Only features with a spec retrain_drift alert (ADR 0012), whatever the others
             # score: the exporter exports no threshold for them.
             expected = {d.feature for d in scores if d.triggers and d.drifted}
             assert "fare" in expected
@@ -148,5 +149,5 @@ def test_request_log_joins_delayed_labels(served, taxi):
     assert overall.metrics["n"] == N_REQUESTS and 0 <= overall.metrics["accuracy"] <= 1
     # The logged features are what the model saw: the drift against training is small.
     profile = ReferenceProfile.fit(served["training_set"], taxi)
-    fare = [d for d in drift_scores(profile, logged) if d.feature == "fare"][0]
+    fare = [d for d in served_drift(profile, logged, taxi) if d.feature == "fare"][0]
     assert fare.score < fare.threshold

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.monitoring.drift import ReferenceProfile, drift_scores, js_divergence
+from mlplatform.data.drift import ReferenceProfile, js_divergence
+from mlplatform.monitoring.drift import served_drift
 from mlplatform.monitoring.performance import (
     LabelLog,
     auc,
@@ -89,15 +90,15 @@ def test_request_log_config_errors_name_the_setting(tmp_path, monkeypatch):
 def test_drift_is_low_on_the_same_data_and_high_on_a_scale_change(taxi, taxi_rows):
     train, window = taxi_rows.iloc[:10_000], taxi_rows.iloc[10_000:]
     profile = ReferenceProfile.fit(train, taxi)
-    same = {d.feature: d for d in drift_scores(profile, window)}
+    same = {d.feature: d for d in served_drift(profile, window, taxi)}
     assert same["fare"].score < 0.05 and not same["fare"].drifted
     assert same["payment_type"].measure == "l_infinity"
     scaled = window.assign(fare=window["fare"] * 10)
-    moved = {d.feature: d for d in drift_scores(profile, scaled)}
-    assert moved["fare"].drifted and moved["fare"].triggers  # spec: fare drift_threshold 0.3
+    moved = {d.feature: d for d in served_drift(profile, scaled, taxi)}
+    assert moved["fare"].drifted and moved["fare"].triggers  # spec: fare retrain_drift 0.3
     assert not moved["trip_start_month"].triggers  # no spec threshold: shown, not acted on
     again = ReferenceProfile.from_dict(json.loads(json.dumps(profile.to_dict())))
-    assert drift_scores(again, scaled) == drift_scores(profile, scaled)
+    assert served_drift(again, scaled, taxi) == served_drift(profile, scaled, taxi)
 
 
 def test_js_divergence_bounds():
@@ -188,7 +189,7 @@ def test_expected_loss_kpi_needs_an_exposure_column(tmp_path, repo_root):
 
 
 def _drift(score: float, triggers: bool = True):
-    from mlplatform.monitoring.drift import FeatureDrift
+    from mlplatform.data.drift import FeatureDrift
 
     return [FeatureDrift("fare", "jensen_shannon", score, 0.3, triggers)]
 

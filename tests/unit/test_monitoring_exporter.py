@@ -14,7 +14,8 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlplatform.monitoring.drift import FeatureDrift, ReferenceProfile, drift_scores
+from mlplatform.data.drift import FeatureDrift, ReferenceProfile
+from mlplatform.monitoring.drift import served_drift
 from mlplatform.monitoring.exporter import MonitoringExporter
 from mlplatform.monitoring.prometheus import promtool_test, rule_files
 
@@ -27,7 +28,7 @@ def scaled_window_scores(taxi, shared_data):
     profile = ReferenceProfile.fit(rows.iloc[:10_000], taxi)
     rest = rows.iloc[10_000:]
     window = rest[rest["trip_start_month"] == 6]
-    return drift_scores(profile, window.assign(fare=window["fare"] * 10))
+    return served_drift(profile, window.assign(fare=window["fare"] * 10), taxi)
 
 
 def _samples(exporter: MonitoringExporter, name: str) -> dict[str, float]:
@@ -46,9 +47,9 @@ def test_thresholds_only_for_features_that_trigger(taxi, scaled_window_scores):
     scores = _samples(exporter, "mlplatform_feature_drift_score")
     thresholds = _samples(exporter, "mlplatform_feature_drift_threshold")
     assert set(scores) == {d.feature for d in scaled_window_scores}  # every feature is shown
-    spec_triggers = {c.name for c in taxi.feature_columns if c.drift_threshold is not None}
+    spec_triggers = set(taxi.retrain_features())
     assert set(thresholds) == spec_triggers & set(scores) and "fare" in thresholds
-    assert thresholds["fare"] == taxi.column("fare").drift_threshold
+    assert thresholds["fare"] == taxi.column("fare").retrain_drift  # n large: spec's
     # The calendar feature is over the default threshold, yet exports no threshold.
     month = next(d for d in scaled_window_scores if d.feature == "trip_start_month")
     assert month.drifted and not month.triggers

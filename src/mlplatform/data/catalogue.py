@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,14 @@ CREATE TABLE IF NOT EXISTS events (
     at        TEXT NOT NULL,
     event     TEXT NOT NULL,
     detail    TEXT NOT NULL DEFAULT ''
+);
+-- The data drift is judged against: the batches that trained the current champion.
+CREATE TABLE IF NOT EXISTS drift_references (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    usecase   TEXT NOT NULL,
+    at        TEXT NOT NULL,
+    origin    TEXT NOT NULL,           -- e.g. "champion v3"
+    batch_ids TEXT NOT NULL            -- JSON list
 );
 """
 
@@ -155,6 +164,24 @@ class Catalogue:
     def usable(self, usecase: str) -> list[BatchRecord]:
         """Batches that passed the gate (or were released by an operator), oldest first."""
         return [b for b in self.list(usecase) if b.status in USABLE]
+
+    def set_reference(self, usecase: str, origin: str, batch_ids: list[str]) -> None:
+        """Record the batches later batches are judged against (the champion's data)."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO drift_references (usecase, at, origin, batch_ids) VALUES (?,?,?,?)",
+                (usecase, now_iso(), origin, json.dumps(sorted(batch_ids))),
+            )
+
+    def reference(self, usecase: str) -> tuple[str, list[str]] | None:
+        """The latest recorded reference: (origin, batch ids), or None."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT origin, batch_ids FROM drift_references WHERE usecase=? "
+                "ORDER BY id DESC LIMIT 1",
+                (usecase,),
+            ).fetchone()
+        return (row["origin"], json.loads(row["batch_ids"])) if row else None
 
     def events(self, batch_id: str) -> list[dict]:
         with self._connect() as db:

@@ -29,7 +29,8 @@ class BadCase:
     allowed_kinds: frozenset[str]  # nothing outside this set may be reported
 
 
-def _read_clean(clean: Path, spec: UseCase) -> pd.DataFrame:
+def read_clean(clean: Path, spec: UseCase) -> pd.DataFrame:
+    """A clean CSV as the gate's reader types it (text columns as text, ints as ints)."""
     text = {c.name: str for c in spec.columns if c.type in (ColumnType.CATEGORY, ColumnType.STRING)}
     df = pd.read_csv(clean, dtype=text, keep_default_na=True)
     for c in spec.columns:  # keep integer columns integer when they hold nulls
@@ -45,22 +46,40 @@ def _pick(spec: UseCase, want: Callable[[Column], bool], avoid: set[str] = froze
     raise LookupError("no feature column fits this corpus case")
 
 
-def generate_corpus(clean: Path, spec: UseCase, out_dir: Path, seed: int = 7) -> list[BadCase]:
-    """Write every applicable bad case derived from `clean` into `out_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    df = _read_clean(clean, spec)
+@dataclass(frozen=True)
+class Corruption:
+    """One damaged frame and the anomaly the gate must name for it."""
+
+    name: str
+    frame: pd.DataFrame
+    expected_kind: str
+    expected_feature: str
+    allowed_kinds: frozenset[str]
+
+
+def _judged(spec: UseCase) -> set[str]:
+    return set(spec.gate_thresholds())
+
+
+def corruptions(
+    df: pd.DataFrame,
+    spec: UseCase,
+    rng: np.random.Generator,
+    accepted: pd.DataFrame | None = None,
+) -> list[Corruption]:
+    """Every applicable corruption of a clean frame (`accepted`: rows already in the
+    catalogue, for the re-sent case). File-level damage (empty, truncated) is in
+    `generate_corpus`."""
     n = len(df)
     some = rng.choice(n, size=max(1, n // 50), replace=False)  # 2% of rows
-    cases: list[BadCase] = []
+    judged = _judged(spec)
+    out: list[Corruption] = []
 
-    def write(name: str, frame: pd.DataFrame, kind: str, feature: str, allowed=()) -> None:
-        path = out_dir / f"{name}.csv"
-        frame.to_csv(path, index=False)
-        cases.append(BadCase(name, path, kind, feature, frozenset({kind, *allowed})))
+    def add(name: str, frame: pd.DataFrame, kind: str, feature: str, allowed=()) -> None:
+        out.append(Corruption(name, frame, kind, feature, frozenset({kind, *allowed})))
 
     first = spec.feature_columns[0]
-    write(
+    add(
         "renamed_column",
         df.rename(columns={first.name: f"{first.name}_v2"}),
         "SCHEMA_MISSING_COLUMN",
@@ -68,48 +87,105 @@ def generate_corpus(clean: Path, spec: UseCase, out_dir: Path, seed: int = 7) ->
         {"SCHEMA_NEW_COLUMN"},
     )
     dropped = spec.feature_columns[-1]
-    write("missing_column", df.drop(columns=[dropped.name]), "SCHEMA_MISSING_COLUMN", dropped.name)
+    add("missing_column", df.drop(columns=[dropped.name]), "SCHEMA_MISSING_COLUMN", dropped.name)
 
     num = _pick(spec, lambda c: c.is_numeric)
     bad = df.copy()
     bad[num.name] = bad[num.name].astype("object")
-    bad.loc[some, num.name] = "unknown"  # "n/a" and "NA" would read as nulls
-    write("string_in_numeric", bad, "TYPE", num.name)
+    bad.loc[bad.index[some], num.name] = "unknown"  # "n/a" and "NA" would read as nulls
+    add("string_in_numeric", bad, "TYPE", num.name)
 
-    # A unit change: prefer a column with a drift comparator (it is what catches a scale change
-    # that stays inside the declared range).
-    scaled = (
-        _pick(spec, lambda c: c.is_numeric and c.drift_threshold is not None)
-        if any(c.drift_threshold for c in spec.feature_columns)
-        else _pick(spec, lambda c: c.is_numeric and c.max is not None)
-    )
+    # A unit change: the gate judges every numeric feature's deciles, so x10 is drift whether
+    # or not the values leave the declared range.
+    scaled = _pick(spec, lambda c: c.is_numeric and c.name in judged)
     bad = df.copy()
     bad[scaled.name] = bad[scaled.name] * 10
-    write(
-        "unit_change_x10",
-        bad,
-        "DRIFT" if scaled.drift_threshold else "RANGE",
-        scaled.name,
-        {"RANGE", "DRIFT"},
-    )
+    add("unit_change_x10", bad, "DRIFT", scaled.name, {"RANGE"})
+
+    # Seconds sent as minutes: divided by 60, every value still inside the declared range.
+    inside = [
+        c
+        for c in spec.feature_columns
+        if c.is_numeric
+        and c.name in judged
+        and c.name != scaled.name
+        and (c.min is None or c.min <= 0)
+    ]
+    if inside:
+        col = max(inside, key=lambda c: (c.max or 0) - (c.min or 0))
+        bad = df.copy()
+        divided = bad[col.name] / 60
+        bad[col.name] = divided.round().astype("Int64") if col.type is ColumnType.INT else divided
+        add("in_range_unit_change", bad, "DRIFT", col.name)
 
     nullable = _pick(spec, lambda c: c.max_null_fraction <= 0.5)
     bad = df.copy()
     burst = rng.choice(n, size=int(n * min(1.0, nullable.max_null_fraction + 0.3)), replace=False)
-    bad.loc[burst, nullable.name] = None
-    write("null_burst", bad, "NULLS", nullable.name)
+    bad.loc[bad.index[burst], nullable.name] = None
+    add("null_burst", bad, "NULLS", nullable.name, {"DRIFT"})  # nulls move the shares too
 
     cats = [c for c in spec.feature_columns if c.categories]
     if cats:
         bad = df.copy()
-        bad.loc[some, cats[0].name] = "__never_seen__"
-        write("unseen_category", bad, "CATEGORY", cats[0].name)
+        bad.loc[bad.index[some], cats[0].name] = "__never_seen__"
+        add("unseen_category", bad, "CATEGORY", cats[0].name)
+    shifted = [c for c in cats if c.name in judged]
+    if shifted:
+        col = shifted[0]
+        counts = df[col.name].value_counts()
+        one = counts.index[1] if len(counts) > 1 else col.categories[0]
+        bad = df.copy()
+        bad[col.name] = one  # an export filtered to one category, every value still allowed
+        add("category_share_shift", bad, "DRIFT", col.name)
 
     ranged = _pick(spec, lambda c: c.is_numeric and c.min is not None, avoid={scaled.name})
     bad = df.copy()
     low = ranged.min - 1000 if ranged.type is ColumnType.INT else ranged.min - 1000.5
-    bad.loc[some, ranged.name] = low
-    write("out_of_range", bad, "RANGE", ranged.name)
+    bad.loc[bad.index[some], ranged.name] = low
+    add("out_of_range", bad, "RANGE", ranged.name)
+
+    label = df[spec.label]
+    if spec.label in judged and set(label.dropna().unique()) <= {0, 1}:
+        # An inverted label: every value valid, the positive rate 0.22 becomes 0.78.
+        add("label_rate_shift", df.assign(**{spec.label: 1 - label}), "LABEL_SHIFT", spec.label)
+
+    dup = pd.concat([df, df.iloc[some]], ignore_index=True)
+    add("duplicated_rows", dup, "DUPLICATES", "")
+
+    ts = spec.event_time.column
+    if ts:
+        bad = df.copy()
+        bad.loc[bad.index[some], ts] = int(time.time()) + 30 * 86400
+        add("future_timestamps", bad, "FUTURE_TIMESTAMP", ts)
+
+    bad = df.copy()
+    bad[f"{spec.label}_copy"] = bad[spec.label]  # e.g. an outcome column joined in by mistake
+    add("leakage_column", bad, "SCHEMA_NEW_COLUMN", f"{spec.label}_copy")
+
+    if accepted is not None and len(accepted):
+        take = rng.choice(len(accepted), size=min(n, len(accepted)), replace=False)
+        add("resent_content", accepted.iloc[np.sort(take)], "OVERLAP", "")
+    return out
+
+
+def generate_corpus(
+    clean: Path,
+    spec: UseCase,
+    out_dir: Path,
+    seed: int = 7,
+    accepted: Path | None = None,
+) -> list[BadCase]:
+    """Write every applicable bad case derived from `clean` into `out_dir` (`accepted`: a
+    file already in the catalogue, for the re-sent case)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    df = read_clean(clean, spec)
+    seen = read_clean(accepted, spec) if accepted is not None else None
+    cases: list[BadCase] = []
+    for c in corruptions(df, spec, rng, seen):
+        path = out_dir / f"{c.name}.csv"
+        c.frame.to_csv(path, index=False)
+        cases.append(BadCase(c.name, path, c.expected_kind, c.expected_feature, c.allowed_kinds))
 
     (out_dir / "empty_file.csv").write_bytes(b"")
     cases.append(
@@ -120,22 +196,25 @@ def generate_corpus(clean: Path, spec: UseCase, out_dir: Path, seed: int = 7) ->
     header_only = out_dir / "header_only.csv"
     header_only.write_text(",".join(df.columns) + "\n")
     cases.append(BadCase("header_only", header_only, "EMPTY_FILE", "", frozenset({"EMPTY_FILE"})))
-
     cases.append(_truncated(df, out_dir))
-
-    dup = pd.concat([df, df.iloc[some]], ignore_index=True)
-    write("duplicated_rows", dup, "DUPLICATES", "")
-
-    ts = spec.event_time.column
-    if ts:
-        bad = df.copy()
-        bad.loc[some, ts] = int(time.time()) + 30 * 86400
-        write("future_timestamps", bad, "FUTURE_TIMESTAMP", ts)
-
-    bad = df.copy()
-    bad[f"{spec.label}_copy"] = bad[spec.label]  # e.g. an outcome column joined in by mistake
-    write("leakage_column", bad, "SCHEMA_NEW_COLUMN", f"{spec.label}_copy")
     return cases
+
+
+def split_clean(
+    clean: Path, spec: UseCase, out_dir: Path, shares: tuple[float, ...], seed: int = 11
+) -> list[Path]:
+    """The clean file cut into random disjoint parts of the given shares, written as CSVs:
+    ordinary batches from one source, for judging batches after the first."""
+    df = read_clean(clean, spec)
+    order = np.random.default_rng(seed).permutation(len(df))
+    bounds = np.cumsum([0, *[round(s * len(df)) for s in shares]])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        path = out_dir / f"part{i}.csv"
+        df.iloc[np.sort(order[a:b])].to_csv(path, index=False)
+        paths.append(path)
+    return paths
 
 
 def _truncated(df: pd.DataFrame, out_dir: Path) -> BadCase:

@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from mlplatform.data.catalogue import Catalogue
+from mlplatform.data.content import batch_hashes, first_occurrences
 from mlplatform.features.definitions import build_definitions, rows_view_name, table_path
 from mlplatform.features.tables import (
     EVENT_TS,
@@ -110,7 +111,14 @@ class FeatureRepo:
         ids = tuple(r.batch_id for r in usable)
         cached = self.__dict__.get("_frames")
         if cached is None or cached[0] != ids:
-            cached = (ids, [batch_frame(rec, self.spec) for rec in usable])
+            frames = [batch_frame(rec, self.spec) for rec in usable]
+            hashes = [batch_hashes(rec, self.spec, self.ws) for rec in usable]
+            for i, keep in enumerate(first_occurrences(hashes)):
+                if not keep.all():
+                    log.info("batch %s: %d rows already in an earlier batch are not counted "
+                             "twice", usable[i].short_id, int((~keep).sum()))
+                    frames[i] = frames[i][keep].reset_index(drop=True)
+            cached = (ids, frames)
             self._frames = cached
         return usable, cached[1]
 

@@ -118,6 +118,8 @@ def move_alias(
     if stage is Stage.PRODUCTION and reg.alias_version(spec, reg.CHALLENGER) == str(version):
         c.delete_registered_model_alias(name, reg.CHALLENGER)  # it left Staging for Production
     events.append(_record(spec, str(version), stage, actor, reason))
+    if home is not None and stage is Stage.PRODUCTION:
+        champion_is_reference(spec, home, str(version))
     if home is not None:
         from mlplatform.governance.records import log_event
 
@@ -126,6 +128,14 @@ def move_alias(
                 spec, home, "stage", e.actor, version=e.version, stage=e.stage, reason=e.reason
             )
     return events
+
+
+def champion_is_reference(spec: UseCase, home: Path, version: str) -> None:
+    """The validation gate judges later batches against the data that trained `version`."""
+    from mlplatform.validation.reference import record_champion
+
+    batches = reg.version_tags(spec, version).get("data_batches", "")
+    record_champion(spec, home, version, [b for b in batches.split(",") if b])
 
 
 def candidate(spec: UseCase, events: list[StageEvent] | None = None) -> StageEvent | None:

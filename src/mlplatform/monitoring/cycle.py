@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlplatform.monitoring.drift import ReferenceProfile, drift_scores, monitored_columns
+from mlplatform.data.drift import ReferenceProfile
+from mlplatform.monitoring.drift import monitored_columns, served_drift
 from mlplatform.monitoring.performance import LabelLog, confidence, join_labels, performance_table
 from mlplatform.monitoring.replay import (
     Replay,
@@ -69,16 +70,17 @@ class MonitoringCycle:
         cycle.labels = LabelLog(out / "labels.jsonl")
         cycle.triggers = TriggerLog(trigger_log_path(cfg.home, spec.name))
         first = months[: cfg.initial_months]
-        # The operator's reference for judging gate alarms: the first model's raw months.
-        cycle.gate_reference = ReferenceProfile.fit(history[history["_month"].isin(first)], spec)
         for m in first:
-            ingest_month(cfg, cycle.replay, history, m, cycle.gate_reference)
+            ingest_month(cfg, cycle.replay, history, m)
         outcome = cycle._retrain(first[-1])
         from mlplatform.registry import models as reg
 
         reg.client().set_registered_model_alias(
             reg.registered_model_name(spec.name), reg.CHAMPION, outcome.version
         )
+        from mlplatform.governance.stages import champion_is_reference
+
+        champion_is_reference(spec, cfg.home, str(outcome.version))
         from mlplatform.registry.models import battery_failures
 
         failures = battery_failures(reg.version_tags(spec, outcome.version))
@@ -181,12 +183,12 @@ class MonitoringCycle:
                 {"request_id": r, "label": int(y)}
                 for r, y in zip(past[spec.entity.key].astype(str), past[spec.label], strict=True)
             )
-            ingest_month(cfg, self.replay, self.history, labelled_month, self.gate_reference)
+            ingest_month(cfg, self.replay, self.history, labelled_month)
             logged = read_log(self.requests.dir)
             logged = logged[logged["request_id"].isin(set(past[spec.entity.key].astype(str)))]
             joined = join_labels(logged, self.labels.frame())
             perf = {f"{r.version}|{r.slice}": r.metrics for r in performance_table(spec, joined)}
-        drift = drift_scores(self.profile, window)
+        drift = served_drift(self.profile, window, self.spec)
         cols = monitored_columns(spec, list(window.columns))
         wstats = compute_statistics(typed_table(window, spec, cols))
         tf = tfdv_comparison(

@@ -65,7 +65,7 @@ def write_dashboard(replay, summary: dict, path: Path) -> Path:
         ax.plot(x, ys, marker=".", lw=2 if feature in thresholds else 0.7, label=feature)
     for t in sorted(set(thresholds.values())):
         names = ", ".join(f for f, v in thresholds.items() if v == t)
-        ax.axhline(t, color="grey", ls="--", lw=1, label=f"spec drift_threshold ({names})")
+        ax.axhline(t, color="grey", ls="--", lw=1, label=f"spec retrain_drift ({names})")
     ax.set_title("Data: drift of served features vs training (JS / L-inf)")
     ax.set_ylim(0, 1)
     ax = axes[2]

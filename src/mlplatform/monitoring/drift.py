@@ -2,34 +2,26 @@
 
 Two measurements per window of logged requests:
 
-- `ReferenceProfile` / `drift_scores`: the platform's own score, numpy only and linear in rows
-  x features. Numeric features are binned on the training deciles (plus a null bin) and compared
-  with the Jensen-Shannon divergence (base 2, in [0, 1]); categorical features on the training
-  categories (+ "other" + null) with the L-infinity distance, the same measures the spec's
-  `drift_threshold` is written in. Decile bins follow the data; TFDV's equal-width histograms
-  are stretched by outliers (a random 2k sample of the taxi file scored JS 0.37 on
-  trip_seconds against the file itself), so the trigger reads this score.
+- `served_drift`: the platform's one drift measure (mlplatform.data.drift, shared with the
+  validation gate): decile bins + a null bin and Jensen-Shannon for numbers, shares and
+  L-infinity for categories, judged against the larger of the spec's threshold and what
+  sampling alone reaches at the window's size. Features with a `retrain_drift` in the spec may
+  trigger retraining; the others (calendar features move every month by design) are measured
+  and shown against the gate's threshold, not acted on.
 - `tfdv_comparison`: TFDV's skew comparator (window vs training statistics) and drift comparator
   (window vs the previous window) per feature, on the statistics code of the validation gate and
   the use case's schema, plus the schema anomalies of the served values (range, category, type).
-
-Which features may trigger retraining is the spec's call: those with a `drift_threshold`. The
-others (calendar features move every month by design) are measured and shown, not acted on.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from mlplatform.data.drift import FeatureDrift, ReferenceProfile, drift_scores
 from mlplatform.spec import ColumnType, UseCase
-
-NUMERIC_BINS = 10
-MAX_CATEGORIES = 50  # the rest share an "other" bin: a long tail must not dilute the score
-DEFAULT_THRESHOLD = 0.2  # for features without a spec threshold: shown, not acted on
-_EPS = 1e-12
 
 
 def monitored_columns(spec: UseCase, available: list[str] | None = None) -> list[str]:
@@ -38,119 +30,14 @@ def monitored_columns(spec: UseCase, available: list[str] | None = None) -> list
     return [n for n in names if available is None or n in available]
 
 
-@dataclass
-class FeatureProfile:
-    name: str
-    kind: str  # "numeric" | "categorical"
-    edges: list[float] = field(default_factory=list)  # inner bin edges (numeric)
-    categories: list[str] = field(default_factory=list)
-    reference: list[float] = field(default_factory=list)  # bin shares, null bin last
-    threshold: float = DEFAULT_THRESHOLD
-    triggers: bool = False  # the spec declared a drift_threshold for it
-
-
-@dataclass
-class ReferenceProfile:
-    """Bins and shares of the training data, fitted once; scoring a window is then cheap."""
-
-    features: list[FeatureProfile]
-
-    @classmethod
-    def fit(cls, df: pd.DataFrame, spec: UseCase, columns: list[str] | None = None):
-        cols = columns or monitored_columns(spec, list(df.columns))
-        out = []
-        for name in cols:
-            col = spec.column(name)
-            fp = FeatureProfile(
-                name,
-                "numeric" if col.is_numeric else "categorical",
-                threshold=col.drift_threshold or DEFAULT_THRESHOLD,
-                triggers=col.drift_threshold is not None,
-            )
-            values = df[name]
-            if col.is_numeric:
-                x = pd.to_numeric(values, errors="coerce").to_numpy(
-                    dtype="float64", na_value=np.nan
-                )
-                finite = x[~np.isnan(x)]
-                qs = (
-                    np.quantile(finite, np.linspace(0, 1, NUMERIC_BINS + 1)[1:-1])
-                    if len(finite)
-                    else []
-                )
-                fp.edges = sorted({float(q) for q in qs})
-            else:
-                counts = values.dropna().astype(str).value_counts()
-                fp.categories = list(counts.index[:MAX_CATEGORIES])
-            fp.reference = _shares(fp, values).tolist()
-            out.append(fp)
-        return cls(out)
-
-    def to_dict(self) -> dict:
-        return {"features": [asdict(f) for f in self.features]}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ReferenceProfile:
-        return cls([FeatureProfile(**f) for f in data["features"]])
-
-
-def _shares(fp: FeatureProfile, values: pd.Series) -> np.ndarray:
-    """Share of rows per bin: value bins, then ("other" for categories), then null."""
-    n = len(values)
-    if fp.kind == "numeric":
-        x = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        null = np.isnan(x)
-        # side="right": a value equal to an edge falls in the bin above, like np.digitize.
-        idx = np.searchsorted(np.asarray(fp.edges), x[~null], side="right")
-        counts = np.bincount(idx, minlength=len(fp.edges) + 1).astype("float64")
-    else:
-        null = values.isna().to_numpy()
-        codes = pd.Categorical(values[~null].astype(str), categories=fp.categories).codes
-        known = np.bincount(codes[codes >= 0], minlength=len(fp.categories)).astype("float64")
-        counts = np.append(known, float((codes < 0).sum()))
-    counts = np.append(counts, float(null.sum()))
-    return counts / max(n, 1)
-
-
-def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon divergence, base 2: 0 for equal distributions, 1 for disjoint ones."""
-    p, q = p / max(p.sum(), _EPS), q / max(q.sum(), _EPS)
-    m = (p + q) / 2
-
-    def kl(a: np.ndarray) -> float:
-        mask = a > 0
-        return float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
-
-    return max(0.0, (kl(p) + kl(q)) / 2)
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    feature: str
-    measure: str  # "jensen_shannon" | "l_infinity"
-    score: float
-    threshold: float
-    triggers: bool
-
-    @property
-    def drifted(self) -> bool:
-        return self.score > self.threshold
-
-
-def drift_scores(profile: ReferenceProfile, window: pd.DataFrame) -> list[FeatureDrift]:
-    """Each profiled feature's distance between the window and the training data."""
-    out = []
-    for fp in profile.features:
-        if fp.name not in window:
-            continue
-        cur = _shares(fp, window[fp.name])
-        ref = np.asarray(fp.reference)
-        if fp.kind == "numeric":
-            measure, score = "jensen_shannon", js_divergence(ref, cur)
-        else:
-            measure, score = "l_infinity", float(np.max(np.abs(ref - cur)))
-        out.append(FeatureDrift(fp.name, measure, round(score, 6), fp.threshold, fp.triggers))
-    return out
+def served_drift(
+    profile: ReferenceProfile, window: pd.DataFrame, spec: UseCase
+) -> list[FeatureDrift]:
+    """Each profiled feature's drift in a window of served traffic; `triggers` on those the
+    spec gives a `retrain_drift`."""
+    return drift_scores(
+        profile, window, spec.retrain_thresholds(), spec.drift.alpha, spec.retrain_features()
+    )
 
 
 # --- TFDV ------------------------------------------------------------------------------------
@@ -183,10 +70,10 @@ def monitoring_schema(spec: UseCase, columns: list[str], profile: ReferenceProfi
     keep = [f for f in schema.feature if f.name in columns]
     del schema.feature[:]
     schema.feature.extend(keep)
-    thresholds = {f.name: f.threshold for f in profile.features} if profile else {}
+    thresholds = spec.retrain_thresholds()
     for f in schema.feature:
         col = spec.column(f.name)
-        t = thresholds.get(f.name, col.drift_threshold or DEFAULT_THRESHOLD)
+        t = thresholds.get(f.name, spec.drift.gate_threshold)
         for comp in (f.skew_comparator, f.drift_comparator):
             if col.is_numeric:
                 comp.jensen_shannon_divergence.threshold = t

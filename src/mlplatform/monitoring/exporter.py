@@ -5,7 +5,7 @@ Label `model` is the use case (the model server's --model-name), so alert rules 
 gauges with the servers' own metrics.
 
 Drift scores are exported for every monitored feature (people read them all), but a threshold
-only for the features that may trigger a retraining (the spec gives them a `drift_threshold`,
+only for the features that may trigger a retraining (the spec gives them a `retrain_drift`,
 ADR 0012). The `FeatureDrift` alert compares a score with the threshold of the same labels, so a
 calendar feature such as `trip_start_month`, which moves every month by design, cannot fire it.
 """
@@ -24,7 +24,7 @@ from prometheus_client import (
     write_to_textfile,
 )
 
-from mlplatform.monitoring.drift import FeatureDrift
+from mlplatform.data.drift import FeatureDrift
 
 
 class MonitoringExporter:
@@ -41,7 +41,8 @@ class MonitoringExporter:
         )
         self.drift_threshold = Gauge(
             "mlplatform_feature_drift_threshold",
-            "Spec drift_threshold of a feature that may trigger retraining (no series otherwise)",
+            "Drift threshold at the window's size (spec retrain_drift or sampling noise, the "
+            "larger) of a feature that may trigger retraining (no series otherwise)",
             ["model", "feature", "comparator"],
             registry=r,
         )

@@ -8,7 +8,8 @@ the registry gate and a head-to-head on the newest period, then canaries the cha
 model servers behind the router; a promotion moves `champion`. An optional drift multiplies a
 column by a factor from a given month on (an upstream unit change), in traffic and in the
 labelled batches alike. Quarantined drifted batches are released by the replay in the role of
-the operator who confirmed the change with the data owner (the reason is recorded).
+the operator who confirmed the change with the data owner (the reason is recorded); other
+quarantined months stay out of training.
 
 Scoring runs in process through the registered pyfunc (the artifact the servers load); the
 canary runs on real servers. Aggregate features come from a Feast build over the whole
@@ -110,18 +111,14 @@ def traffic_features(cfg: ReplayConfig, spec, history: pd.DataFrame) -> pd.DataF
     return frame
 
 
-def ingest_month(
-    cfg: ReplayConfig, replay: Replay, history: pd.DataFrame, month: str, profile
-) -> str:
+def ingest_month(cfg: ReplayConfig, replay: Replay, history: pd.DataFrame, month: str) -> str:
     """The labelled rows of `month` as a batch through the validation gate.
 
-    A quarantined batch is released only with evidence, as an operator would: drift flagged by
-    the gate on a feature whose decile score against the training reference (`profile`) is
-    within its threshold (TFDV's equal-width histograms, see ADR 0012), or the injected change
-    confirmed with the data owner. Anything else stays quarantined, out of training.
+    The gate judges drift against the champion's training data with a size-aware threshold
+    (ADR 0023), so a quarantine is taken at its word: the replay's operator releases only the
+    injected change, confirmed with the data owner; anything else stays out of training.
     """
     from mlplatform.jobs import gate_for
-    from mlplatform.monitoring.drift import drift_scores
 
     folder = Path(cfg.home).resolve() / "replay-batches"
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,24 +131,14 @@ def ingest_month(
         return "accepted"
     anomalies = out.report.anomalies if out.report else []
     kinds = sorted({a.kind for a in anomalies})
-    if cfg.drift_from and month >= cfg.drift_from:
-        reason = (
-            f"replay operator: {cfg.drift_column} x{cfg.drift_factor:g} from {cfg.drift_from} is "
-            "a confirmed upstream unit change"
-        )
-    elif kinds == ["DRIFT"]:
-        flagged = {a.feature for a in anomalies}
-        scores = {d.feature: d for d in drift_scores(profile, rows) if d.feature in flagged}
-        if not flagged <= set(scores) or any(d.drifted for d in scores.values()):
-            replay.event(month, "batch_quarantined", f"gate: drift on {sorted(flagged)}, kept out")
-            return "quarantined"
-        reason = (
-            "replay operator: gate drift is a histogram artefact; decile score vs training "
-            + (", ".join(f"{f} {d.score:.3f} <= {d.threshold}" for f, d in sorted(scores.items())))
-        )
-    else:
-        replay.event(month, "batch_quarantined", f"gate: {', '.join(kinds)}, kept out")
+    if not (cfg.drift_from and month >= cfg.drift_from):
+        detail = "; ".join(f"{a.feature or 'batch'} {a.kind}" for a in anomalies)
+        replay.event(month, "batch_quarantined", f"gate: {detail}, kept out")
         return "quarantined"
+    reason = (
+        f"replay operator: {cfg.drift_column} x{cfg.drift_factor:g} from {cfg.drift_from} is "
+        "a confirmed upstream unit change"
+    )
     gate.release(out.record.batch_id, reason, force=True)
     replay.event(month, "batch_released", f"quarantined ({', '.join(kinds)}); {reason}")
     return "released"

@@ -3,7 +3,7 @@
 Three reasons, each with its evidence kept in the trigger log (JSON lines under
 `<home>/<usecase>/monitoring/triggers.jsonl`, shown by `mlplatform monitor triggers`):
 
-- `drift`: a feature the spec gives a `drift_threshold` scores above it (see
+- `drift`: a feature the spec gives a `retrain_drift` scores above it (see
   mlplatform.monitoring.drift) in `drift_windows` consecutive windows;
 - `confidence`: the window's mean confidence |2p - 1| fell by more than `confidence_drop`
   (relative) below the reference measured on the training data's held-out rows;
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mlplatform.data.catalogue import now_iso
-from mlplatform.monitoring.drift import FeatureDrift
+from mlplatform.data.drift import FeatureDrift
 
 REASONS = ("drift", "confidence", "labels")
 

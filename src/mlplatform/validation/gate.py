@@ -1,4 +1,4 @@
-"""The gate: statistics, TFDV validation against the schema (and drift), and batch checks."""
+"""The gate's schema half: statistics, TFDV validation against the schema, batch checks."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from mlplatform.validation.statistics import compute_statistics
 _KIND_BY_TFDV = (
     ("NEW_COLUMN", "SCHEMA_NEW_COLUMN"),
     ("MISSING_COLUMN", "SCHEMA_MISSING_COLUMN"),
-    ("COMPARATOR", "DRIFT"),
-    ("JENSEN", "DRIFT"),
     ("ENUM", "CATEGORY"),
     ("DOMAIN", "CATEGORY"),
     ("STRING_NOT", "TYPE"),
@@ -58,12 +56,27 @@ def validate_table(
     table: pa.Table,
     spec: UseCase,
     schema: schema_pb2.Schema,
-    previous: statistics_pb2.DatasetFeatureStatisticsList | None = None,
     now: float | None = None,
 ) -> tuple[list[Anomaly], statistics_pb2.DatasetFeatureStatisticsList]:
-    """All anomalies of a parsed batch, and its statistics (kept for the next drift check)."""
+    """Schema and batch anomalies of a parsed batch, and its statistics (kept for views)."""
     stats = compute_statistics(table)
-    result = tfdv.validate_statistics(
-        stats, schema, environment=TRAINING, previous_statistics=previous
-    )
+    result = tfdv.validate_statistics(stats, schema, environment=TRAINING)
     return anomalies_from_tfdv(result) + batch_checks(table, spec, now=now), stats
+
+
+def judge_table(
+    table: pa.Table,
+    spec: UseCase,
+    schema: schema_pb2.Schema,
+    profile,
+    seen,
+    now: float | None = None,
+):
+    """Everything the gate decides on a parsed batch: schema and batch anomalies (TFDV), then
+    drift against `profile`, overlap with `seen` row hashes, and the size rule. Returns
+    (anomalies, DistributionResult, statistics)."""
+    from mlplatform.validation.distribution import distribution_checks
+
+    anomalies, stats = validate_table(table, spec, schema, now=now)
+    dist = distribution_checks(table, spec, profile, seen)
+    return anomalies + dist.anomalies, dist, stats

@@ -10,22 +10,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from mlplatform.alerts import raise_alert
 from mlplatform.data.catalogue import USABLE, BatchRecord, BatchStatus, Catalogue, now_iso
+from mlplatform.data.content import save_hashes, seen_hashes
 from mlplatform.data.ingest import ingest
 from mlplatform.data.reading import UnreadableBatch, read_batch
 from mlplatform.spec import UseCase
+from mlplatform.validation.distribution import write_shares
+from mlplatform.validation.reference import reference_profile
 from mlplatform.validation.report import Anomaly, ValidationReport
 from mlplatform.validation.schema import schema_version
-from mlplatform.validation.statistics import read_statistics, write_statistics
+from mlplatform.validation.statistics import write_statistics
 from mlplatform.workspace import Workspace
 
 STATS_FILE = "statistics.pb"
+REPORT_FILE = "validation.json"  # every judged batch's report, accepted ones included
 
 
 class BatchRejected(RuntimeError):
@@ -83,43 +87,57 @@ class Gate:
         return self._judge(rec)
 
     def _judge(self, rec: BatchRecord) -> GateOutcome:
-        report, stats = self.check(rec)
+        report, stats, dist = self._check(rec)
+        hashes = dist.hashes if dist is not None else None
+        bdir = self.ws.batch_dir(rec.batch_id)
+        (bdir / REPORT_FILE).write_text(report.to_json())
         if report.ok:
-            write_statistics(stats, self.ws.batch_dir(rec.batch_id) / STATS_FILE)
-            self.cat.set_status(rec.batch_id, BatchStatus.ACCEPTED, "no anomalies")
+            write_statistics(stats, bdir / STATS_FILE)
+            if hashes is not None:
+                save_hashes(hashes, bdir)
+            note = "no anomalies" + (
+                f"; warnings: {'; '.join(w.kind for w in report.warnings)}"
+                if report.warnings
+                else ""
+            )
+            self.cat.set_status(rec.batch_id, BatchStatus.ACCEPTED, note)
         else:
             self._quarantine(rec, report, stats)
+            if dist is not None:
+                write_shares(dist.shares, self.ws.quarantine / rec.batch_id)
         return self._outcome(self.cat.get(rec.batch_id), report)
 
     def check(
         self, rec: BatchRecord
     ) -> tuple[ValidationReport, statistics_pb2.DatasetFeatureStatisticsList | None]:
-        previous, previous_id = self._previous_statistics(exclude=rec.batch_id)
+        """Judge a stored batch without changing its status: the report and statistics."""
+        report, stats, _ = self._check(rec)
+        return report, stats
+
+    def _check(self, rec: BatchRecord):
         report = ValidationReport(
             usecase=self.spec.name,
             batch_id=rec.batch_id,
             source=rec.source,
             rows=rec.rows,
             schema_version=self.schema_version,
-            compared_with=previous_id,
         )
         try:
             loaded = read_batch(Path(rec.stored_path), self.spec, rec.format)
         except UnreadableBatch as exc:
             report.anomalies.append(Anomaly(exc.kind, "", str(exc)))
-            return report, None
-        from mlplatform.validation.gate import validate_table  # imports TFDV
+            return report, None, None
+        from mlplatform.validation.gate import judge_table  # imports TFDV
 
-        anomalies, stats = validate_table(loaded.table, self.spec, self.schema, previous)
+        profile = reference_profile(self.spec, self.ws, exclude=rec.batch_id)
+        seen = seen_hashes(self.spec, self.ws, exclude=rec.batch_id)
+        anomalies, dist, stats = judge_table(loaded.table, self.spec, self.schema, profile, seen)
+        report.reference = profile.origin if profile is not None else None
         report.anomalies.extend(anomalies)
-        return report, stats
-
-    def _previous_statistics(self, exclude: str):
-        for rec in reversed(self.cat.usable(self.spec.name)):
-            p = self.ws.batch_dir(rec.batch_id) / STATS_FILE
-            if rec.batch_id != exclude and p.exists():
-                return read_statistics(p), rec.batch_id
-        return None, None
+        report.warnings.extend(dist.warnings)
+        report.drift = [asdict(d) for d in dist.drift]
+        report.overlap_fraction = round(dist.overlap_fraction, 6)
+        return report, stats, dist
 
     def _quarantine(self, rec: BatchRecord, report: ValidationReport, stats) -> None:
         qdir = self.ws.quarantine / rec.batch_id
@@ -145,6 +163,11 @@ class Gate:
             usecase=self.spec.name,
             anomalies=[a.kind for a in report.anomalies],
             features=sorted({a.feature for a in report.anomalies if a.feature}),
+            reference=report.reference,
+            drift=[d for d in report.drift if d["score"] > d["threshold"]],
+            what_to_do={
+                a.feature or "batch": a.advice(self.spec.name) for a in report.anomalies
+            },
         )
 
     def _outcome(self, rec: BatchRecord, report: ValidationReport | None) -> GateOutcome:
@@ -185,11 +208,14 @@ class Gate:
                 )
             self._write_release(qdir, rec, reason, "replacement", out.record.batch_id, out)
             return out
-        report, stats = self.check(rec)
+        report, stats, dist = self._check(rec)
+        hashes = dist.hashes if dist is not None else None
         if not report.ok and not force:
             raise BatchRejected(report, qdir)
         if stats is not None:
             write_statistics(stats, self.ws.batch_dir(rec.batch_id) / STATS_FILE)
+        if hashes is not None:
+            save_hashes(hashes, self.ws.batch_dir(rec.batch_id))
         self.cat.set_status(rec.batch_id, BatchStatus.RELEASED, reason)
         out = self._outcome(self.cat.get(rec.batch_id), report)
         self._write_release(qdir, rec, reason, "forced" if force else "revalidated", None, out)

@@ -17,8 +17,19 @@ _ADVICE = {
     "gate never converts such values silently.",
     "RANGE": "values outside the declared range (a unit change?): check the source; widen "
     "min/max in the spec only if the new values are real.",
-    "DRIFT": "the distribution moved far from the previous accepted batch (a unit or scale "
-    "change?): confirm with the data owner before releasing.",
+    "DRIFT": "the column's distribution moved away from the reference by more than its "
+    "threshold at this batch size (a unit or scale change, a broken join, a filter upstream?): "
+    "compare the shares with `mlplatform quarantine show`, confirm with the data owner, then "
+    "release with a reason; if the change is real and lasting, retrain so the new champion's "
+    "data becomes the reference, or set `gate_drift` for the column in usecases/{usecase}.yaml.",
+    "LABEL_SHIFT": "the label's class shares moved away from the reference (an inverted or "
+    "re-coded label, a filtered export?): check how the label was produced before any model "
+    "trains on it.",
+    "OVERLAP": "rows already accepted in earlier batches (a re-sent or overlapping export): "
+    "send only new rows, or set `validation.overlap: accept` if overlaps are expected (repeated "
+    "rows are never counted twice in training sets).",
+    "TOO_SMALL_FOR_DRIFT": "too few rows to tell a change from sampling noise: send larger "
+    "batches, release this one if it is known good, or set `drift.too_small: accept`.",
     "CATEGORY": "values outside the allowed categories: add them to `categories` in the spec "
     "if they are legitimate new values, otherwise fix the source.",
     "NULLS": "more missing values than the spec allows: look for a broken join or export.",
@@ -53,7 +64,10 @@ class ValidationReport:
     rows: int
     schema_version: str
     anomalies: list[Anomaly] = field(default_factory=list)
-    compared_with: str | None = None  # batch whose statistics drift was measured against
+    reference: str | None = None  # what drift was judged against, in words (None: nothing yet)
+    warnings: list[Anomaly] = field(default_factory=list)  # recorded, not blocking
+    drift: list[dict] = field(default_factory=list)  # per judged column: score and thresholds
+    overlap_fraction: float = 0.0  # share of rows already in accepted batches
 
     @property
     def ok(self) -> bool:
@@ -68,29 +82,39 @@ class ValidationReport:
     def to_json(self) -> str:
         d = asdict(self)
         d["ok"] = self.ok
-        for a, obj in zip(d["anomalies"], self.anomalies, strict=True):
-            a["what_to_do"] = obj.advice(self.usecase)
+        for key in ("anomalies", "warnings"):
+            for a, obj in zip(d[key], getattr(self, key), strict=True):
+                a["what_to_do"] = obj.advice(self.usecase)
         return json.dumps(d, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> ValidationReport:
         d = json.loads(text)
         d.pop("ok", None)
-        anomalies = []
-        for a in d.pop("anomalies"):
-            a.pop("what_to_do", None)
-            a["tfdv_types"] = tuple(a.get("tfdv_types", ()))
-            anomalies.append(Anomaly(**a))
-        return cls(anomalies=anomalies, **d)
+        old_ref = d.pop("compared_with", None)  # reports written before reference profiles
+        if old_ref and not d.get("reference"):
+            d["reference"] = f"batch {old_ref[:12]}"
+
+        def parse(items: list[dict]) -> list[Anomaly]:
+            out = []
+            for a in items:
+                a.pop("what_to_do", None)
+                a["tfdv_types"] = tuple(a.get("tfdv_types", ()))
+                out.append(Anomaly(**a))
+            return out
+
+        return cls(
+            anomalies=parse(d.pop("anomalies")), warnings=parse(d.pop("warnings", [])), **d
+        )
 
     def to_text(self) -> str:
-        drift = ""
-        if self.compared_with:
-            drift = f", drift compared with batch {self.compared_with[:12]}"
+        ref = self.reference or "nothing yet (the first accepted batch becomes the reference)"
         head = (
             f"batch {self.batch_id[:12]} ({self.rows} rows) from {self.source}\n"
-            f"schema version {self.schema_version}{drift}\n"
+            f"schema version {self.schema_version}; drift judged against {ref}\n"
         )
+        for w in self.warnings:
+            head += f"warning [{w.kind}]: {w.description}\n"
         if self.ok:
             return head + "no anomalies: accepted\n"
         lines = [head, f"{len(self.anomalies)} anomal{'y' if len(self.anomalies) == 1 else 'ies'}:"]

@@ -26,7 +26,8 @@ _TYPES = {
 
 
 def build_schema(spec: UseCase) -> schema_pb2.Schema:
-    """Types, ranges, allowed categories, presence, drift comparators and environments."""
+    """Types, ranges, allowed categories, presence and environments. Drift is not TFDV's
+    comparator but the platform's reference profile (mlplatform.data.drift, ADR 0023)."""
     schema = schema_pb2.Schema()
     schema.default_environment.extend([TRAINING, SERVING])
     for col in spec.columns:
@@ -58,11 +59,6 @@ def _add_feature(schema: schema_pb2.Schema, col: Column) -> None:
         f.string_domain.name = col.name
         f.string_domain.value.extend(col.categories)
         f.distribution_constraints.min_domain_mass = round(1.0 - col.max_unseen_fraction, 6)
-    if col.drift_threshold is not None:
-        if col.is_numeric:
-            f.drift_comparator.jensen_shannon_divergence.threshold = col.drift_threshold
-        else:
-            f.drift_comparator.infinity_norm.threshold = col.drift_threshold
     if col.role in (Role.LABEL, Role.EXCLUDED):
         # Not known when a request is served: the label, and excluded (often leaking) columns.
         f.not_in_environment.append(SERVING)
