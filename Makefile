@@ -60,9 +60,8 @@ run: setup ## Run the training pipeline locally with kfp.local (USECASE=taxi|cre
 compile: .venv/.stamp ## Compile every pipeline to pipelines/compiled/*.yaml
 	$(CLI) compile
 
-schemas: .venv/.stamp ## Regenerate schemas/*.pbtxt from the use-case specs
-	$(CLI) schema build --usecase taxi
-	$(CLI) schema build --usecase credit
+schemas: .venv/.stamp ## Regenerate schemas/*.pbtxt from every usecases/*.yaml
+	@for f in usecases/*.yaml; do $(CLI) schema build --usecase $$(basename $$f .yaml) || exit 1; done
 
 lint: .venv/.stamp ## ruff
 	.venv/bin/ruff check src components pipelines tests bench feature_repo
