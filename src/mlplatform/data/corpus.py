@@ -163,8 +163,9 @@ def corruptions(
     add("leakage_column", bad, "SCHEMA_NEW_COLUMN", f"{spec.label}_copy")
 
     if accepted is not None and len(accepted):
-        take = rng.choice(len(accepted), size=min(n, len(accepted)), replace=False)
-        add("resent_content", accepted.iloc[np.sort(take)], "OVERLAP", "")
+        # Re-sent and re-ordered: new bytes (never the accepted file itself), known rows.
+        take = rng.choice(len(accepted), size=max(1, min(n, len(accepted) // 2)), replace=False)
+        add("resent_content", accepted.iloc[take], "OVERLAP", "")
     return out
 
 
