@@ -84,8 +84,10 @@ bench: setup ## Benchmarks (ratios measured side by side): bench/*.py
 	$(PY) bench/models.py
 	$(PY) bench/serving.py
 
-clean: ## Remove runtime state (.mlplatform); environments stay
-	rm -rf .mlplatform
+clean: ## Remove runtime state (.mlplatform); `make clean USECASE=x` only x's; environments stay
+	@if [ "$(origin USECASE)" = "command line" ]; then \
+	  echo "removing .mlplatform/$(USECASE) (other use cases stay)"; rm -rf .mlplatform/$(USECASE); \
+	else rm -rf .mlplatform; fi
 
 mlflow-ui: .venv/.stamp ## MLflow UI on http://127.0.0.1:5000 for the runs of `make run`
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlplatform/mlflow/mlflow.db \

@@ -137,7 +137,14 @@ def ingest(
         if not out.accepted:
             rejected += 1
             qdir = gate.ws.quarantine / rec.batch_id
-            typer.echo((qdir / "anomalies.txt").read_text(), err=True)
+            if (qdir / "anomalies.txt").exists():
+                typer.echo((qdir / "anomalies.txt").read_text(), err=True)
+            else:
+                typer.echo(
+                    f"{rec.short_id} is {rec.status.value} ({rec.status_reason}); "
+                    f"`mlplatform batches restore {rec.short_id} --reason ...` brings it back",
+                    err=True,
+                )
     if rejected:
         _fail(f"{rejected} batch(es) quarantined; see `mlplatform quarantine list`", EXIT_REJECTED)
 
@@ -157,6 +164,40 @@ def batches_list(usecase: UsecaseOpt = "taxi", home: HomeOpt = None) -> None:
         typer.echo(
             f"{r.short_id}  {r.status.value:<11} {r.rows:>9} rows  {r.ingested_at}  {r.source}"
         )
+
+
+def _batch_action(action: str, batch_id: str, reason: str, usecase: str, home) -> None:
+    from mlplatform.data.catalogue import Catalogue
+    from mlplatform.workspace import Workspace
+
+    s = _spec(usecase)
+    cat = Catalogue(Workspace.for_usecase(_home(home), s.name).catalogue)
+    try:
+        rec = getattr(cat, action)(batch_id, reason)
+    except (KeyError, ValueError) as exc:
+        _fail(str(exc.args[0]))
+    typer.echo(f"{rec.short_id} {rec.status.value}: {rec.status_reason}")
+
+
+BatchArg = Annotated[str, typer.Argument(help="Batch id or unique prefix.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the history).")]
+
+
+@batches_app.command("retire")
+def batches_retire(
+    batch_id: BatchArg, reason: ReasonOpt, usecase: UsecaseOpt = "taxi", home: HomeOpt = None
+) -> None:
+    """Take a batch out of use: no feature build, training set or drift reference reads it.
+    Its bytes stay on disk and the step is recorded; `batches restore` undoes it."""
+    _batch_action("retire", batch_id, reason, usecase, home)
+
+
+@batches_app.command("restore")
+def batches_restore(
+    batch_id: BatchArg, reason: ReasonOpt, usecase: UsecaseOpt = "taxi", home: HomeOpt = None
+) -> None:
+    """Give a retired batch back the status it had before `batches retire`."""
+    _batch_action("restore", batch_id, reason, usecase, home)
 
 
 @quarantine_app.command("list")

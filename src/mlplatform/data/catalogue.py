@@ -52,6 +52,7 @@ class BatchStatus(StrEnum):
     QUARANTINED = "quarantined"
     RELEASED = "released"  # accepted by an operator after quarantine
     SUPERSEDED = "superseded"  # replaced by a corrected batch
+    RETIRED = "retired"  # taken out of use by an operator; bytes kept, `restore` undoes it
 
 
 USABLE = (BatchStatus.ACCEPTED, BatchStatus.RELEASED)
@@ -164,6 +165,32 @@ class Catalogue:
     def usable(self, usecase: str) -> list[BatchRecord]:
         """Batches that passed the gate (or were released by an operator), oldest first."""
         return [b for b in self.list(usecase) if b.status in USABLE]
+
+    def retire(self, batch_id: str, reason: str) -> BatchRecord:
+        """Take a batch out of every feature build and reference; kept on disk and recorded."""
+        rec = self._operable(batch_id, reason)
+        if rec.status is BatchStatus.RETIRED:
+            raise ValueError(f"batch {rec.short_id} is already retired")
+        self.set_status(rec.batch_id, BatchStatus.RETIRED, f"was={rec.status.value}; {reason}")
+        return self.get(rec.batch_id)
+
+    def restore(self, batch_id: str, reason: str) -> BatchRecord:
+        """Undo `retire`: the batch gets back the status it had."""
+        rec = self._operable(batch_id, reason)
+        if rec.status is not BatchStatus.RETIRED:
+            raise ValueError(f"batch {rec.short_id} is {rec.status.value}, not retired")
+        retired = [e for e in self.events(rec.batch_id) if e["event"] == BatchStatus.RETIRED]
+        before = retired[-1]["detail"].split(";", 1)[0].removeprefix("was=")
+        self.set_status(rec.batch_id, BatchStatus(before), f"restored: {reason}")
+        return self.get(rec.batch_id)
+
+    def _operable(self, batch_id: str, reason: str) -> BatchRecord:
+        if not reason.strip():
+            raise ValueError("give a --reason (it is kept in the catalogue's history)")
+        rec = self.get(batch_id)
+        if rec is None:
+            raise KeyError(f"no batch {batch_id!r} in the catalogue")
+        return rec
 
     def set_reference(self, usecase: str, origin: str, batch_ids: list[str]) -> None:
         """Record the batches later batches are judged against (the champion's data)."""
