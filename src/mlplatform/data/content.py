@@ -67,12 +67,11 @@ def load_hashes(batch_dir: Path) -> np.ndarray | None:
 def first_occurrences(per_batch: list[np.ndarray]) -> list[np.ndarray]:
     """Per batch (oldest first), a mask of rows whose content no earlier batch holds: a row
     re-sent in a later batch enters a training set once."""
-    seen: set[int] = set()
+    seen = np.zeros(0, dtype="uint64")
     out = []
     for hashes in per_batch:
-        keep = np.array([h not in seen for h in hashes.tolist()], dtype=bool)
-        seen.update(hashes.tolist())
-        out.append(keep)
+        out.append(~overlap_mask(hashes, seen))  # repeats inside a batch: the duplicate check's
+        seen = np.union1d(seen, hashes)
     return out
 
 

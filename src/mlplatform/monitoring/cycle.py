@@ -191,9 +191,7 @@ class MonitoringCycle:
         drift = served_drift(self.profile, window, self.spec)
         cols = monitored_columns(spec, list(window.columns))
         wstats = compute_statistics(typed_table(window, spec, cols))
-        tf = tfdv_comparison(
-            spec, cols, self.training_stats, wstats, self.previous_stats, self.profile
-        )
+        tf = tfdv_comparison(spec, cols, self.training_stats, wstats, self.previous_stats)
         self.previous_stats = wstats
         conf = confidence(out["probability"])
         fired = evaluate_window(

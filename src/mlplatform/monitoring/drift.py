@@ -62,7 +62,7 @@ def typed_table(df: pd.DataFrame, spec: UseCase, columns: list[str]):
     return pa.table(arrays)
 
 
-def monitoring_schema(spec: UseCase, columns: list[str], profile: ReferenceProfile | None = None):
+def monitoring_schema(spec: UseCase, columns: list[str]):
     """The use case's schema restricted to served features, with skew and drift comparators."""
     from mlplatform.validation.schema import build_schema
 
@@ -95,12 +95,11 @@ def tfdv_comparison(
     training_stats,
     window_stats,
     previous_stats=None,
-    profile: ReferenceProfile | None = None,
 ) -> TfdvComparison:
     """TFDV's comparators and schema checks on one window's statistics."""
     import tensorflow_data_validation as tfdv
 
-    schema = monitoring_schema(spec, columns, profile)
+    schema = monitoring_schema(spec, columns)
     # Skew: training statistics as `statistics`, the served window as `serving_statistics`.
     skew_res = tfdv.validate_statistics(training_stats, schema, serving_statistics=window_stats)
     # The window itself: schema anomalies of served values, and drift from the previous window.

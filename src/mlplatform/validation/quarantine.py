@@ -88,13 +88,9 @@ class Gate:
 
     def _judge(self, rec: BatchRecord) -> GateOutcome:
         report, stats, dist = self._check(rec)
-        hashes = dist.hashes if dist is not None else None
-        bdir = self.ws.batch_dir(rec.batch_id)
-        (bdir / REPORT_FILE).write_text(report.to_json())
+        (self.ws.batch_dir(rec.batch_id) / REPORT_FILE).write_text(report.to_json())
         if report.ok:
-            write_statistics(stats, bdir / STATS_FILE)
-            if hashes is not None:
-                save_hashes(hashes, bdir)
+            self._keep(rec, stats, dist)
             note = "no anomalies" + (
                 f"; warnings: {'; '.join(w.kind for w in report.warnings)}"
                 if report.warnings
@@ -106,6 +102,15 @@ class Gate:
             if dist is not None:
                 write_shares(dist.shares, self.ws.quarantine / rec.batch_id)
         return self._outcome(self.cat.get(rec.batch_id), report)
+
+    def _keep(self, rec: BatchRecord, stats, dist) -> None:
+        """What a usable batch leaves beside its bytes: statistics (views) and row
+        fingerprints (overlap and training-set de-duplication)."""
+        bdir = self.ws.batch_dir(rec.batch_id)
+        if stats is not None:
+            write_statistics(stats, bdir / STATS_FILE)
+        if dist is not None and dist.hashes is not None:
+            save_hashes(dist.hashes, bdir)
 
     def check(
         self, rec: BatchRecord
@@ -209,13 +214,9 @@ class Gate:
             self._write_release(qdir, rec, reason, "replacement", out.record.batch_id, out)
             return out
         report, stats, dist = self._check(rec)
-        hashes = dist.hashes if dist is not None else None
         if not report.ok and not force:
             raise BatchRejected(report, qdir)
-        if stats is not None:
-            write_statistics(stats, self.ws.batch_dir(rec.batch_id) / STATS_FILE)
-        if hashes is not None:
-            save_hashes(hashes, self.ws.batch_dir(rec.batch_id))
+        self._keep(rec, stats, dist)
         self.cat.set_status(rec.batch_id, BatchStatus.RELEASED, reason)
         out = self._outcome(self.cat.get(rec.batch_id), report)
         self._write_release(qdir, rec, reason, "forced" if force else "revalidated", None, out)
