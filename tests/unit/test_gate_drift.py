@@ -161,3 +161,39 @@ def test_spec_migration_and_drift_off_reason(tmp_path, repo_root):
     no_reason.write_text(text.replace(why, "", 1))
     with pytest.raises(SpecError, match="gate_drift: off` needs a `reason`"):
         load_spec(no_reason)
+
+
+def test_a_dataset_the_repository_does_not_ship(tmp_path):
+    """scikit-learn's bundled breast-cancer table (not in ../shared), its spec written by the
+    test: one half accepted, the other half an ordinary batch, a unit change caught."""
+    from sklearn.datasets import load_breast_cancer
+
+    from mlplatform.spec import UseCase
+    from mlplatform.workspace import Workspace
+
+    df = load_breast_cancer(as_frame=True).frame.rename(columns=lambda c: c.replace(" ", "_"))
+    numeric = [c for c in df.columns if c != "target"]
+    spec = UseCase.model_validate(
+        {
+            "name": "cancer",
+            "source": {"path": "cancer.csv"},
+            "label": "target",
+            "entity": {"name": "patient", "key": "patient", "derive": "row_number"},
+            "split": {"strategy": "random"},
+            "selection": {"slice": "overall"},
+            "columns": [{"name": c, "type": "float"} for c in numeric]
+            + [{"name": "target", "type": "int", "role": "label", "min": 0, "max": 1}],
+        }
+    )
+    order = np.random.default_rng(5).permutation(len(df))
+    first, second = df.iloc[np.sort(order[:284])], df.iloc[np.sort(order[284:])]
+    for name, part in (("first", first), ("second", second)):
+        part.to_csv(tmp_path / f"{name}.csv", index=False)
+    second.assign(mean_area=second["mean_area"] / 100).to_csv(tmp_path / "unit.csv", index=False)
+    gate = _gate(spec, Workspace.for_usecase(tmp_path / "home", spec.name))
+    assert gate.process(tmp_path / "first.csv").accepted
+    ordinary = gate.process(tmp_path / "second.csv")
+    assert ordinary.accepted, ordinary.report.to_text()
+    assert len(ordinary.report.drift) == len(numeric) + 1  # every feature and the label
+    moved = gate.process(tmp_path / "unit.csv")
+    assert {(a.kind, a.feature) for a in moved.report.anomalies} == {("DRIFT", "mean_area")}
