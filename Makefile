@@ -60,8 +60,9 @@ run: setup ## Run the training pipeline locally with kfp.local (USECASE=taxi|cre
 compile: .venv/.stamp ## Compile every pipeline to pipelines/compiled/*.yaml
 	$(CLI) compile
 
-schemas: .venv/.stamp ## Regenerate schemas/*.pbtxt from every usecases/*.yaml
-	@for f in usecases/*.yaml; do $(CLI) schema build --usecase $$(basename $$f .yaml) || exit 1; done
+schemas: .venv/.stamp ## Regenerate schemas/*.pbtxt from every usecases/*.yaml (of $MLPLATFORM_PROJECT if set)
+	@for f in $(or $(MLPLATFORM_PROJECT),.)/usecases/*.yaml; do \
+	  $(CLI) schema build --usecase $$(basename $$f .yaml) || exit 1; done
 
 lint: .venv/.stamp ## ruff
 	.venv/bin/ruff check src components pipelines tests bench feature_repo

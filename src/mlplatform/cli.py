@@ -15,7 +15,7 @@ import typer
 
 from mlplatform.cli_common import HomeOpt, UsecaseOpt, fail, home_of, spec_of
 from mlplatform.spec import spec_json_schema
-from mlplatform.workspace import REPO_ROOT
+from mlplatform.workspace import PROJECT_ROOT, REPO_ROOT
 
 app = typer.Typer(
     help="Reference ML platform: validated data, feature store, models, serving, governance.",
@@ -54,7 +54,7 @@ def _gate(usecase: str, home: Path | None):
 
     spec = _spec(usecase)
     try:
-        schema = load_schema(schema_path(REPO_ROOT, spec.name))
+        schema = load_schema(schema_path(PROJECT_ROOT, spec.name))
     except FileNotFoundError as exc:
         _fail(str(exc))
     return Gate(spec, schema, Workspace.for_usecase(_home(home), spec.name))
@@ -92,6 +92,74 @@ def spec(
         typer.echo(f"  excluded: {'; '.join(excluded)}")
 
 
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Use-case name: lower case, digits, underscores.")],
+    data: Annotated[Path, typer.Option("--from", help="A CSV or parquet file of the data.")],
+    label: Annotated[str, typer.Option("--label", help="The column to predict.")],
+    positive: Annotated[
+        str | None,
+        typer.Option(
+            "--positive",
+            help="The label value that means 1 (e.g. '>50K', 'bad'); not needed for 0/1 or "
+            "true/false labels. Every other value means 0.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing usecases/<name>.yaml.")
+    ] = False,
+) -> None:
+    """Draft usecases/<name>.yaml from a data file: types, ranges, categories, nulls, event
+    time, entity key, slices, with comments on what was inferred and what to review. The
+    draft is validated, its TFDV schema written, and the next command printed."""
+    import re
+
+    from mlplatform.spec import SpecError, load_spec
+    from mlplatform.spec_draft import DraftError, draft_spec, render
+    from mlplatform.validation.schema import build_schema, schema_path, schema_text
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        _fail(f"use-case name {name!r}: lower case letters, digits and underscores, starting "
+              "with a letter (e.g. adult_income)")
+    out = PROJECT_ROOT / "usecases" / f"{name}.yaml"
+    if out.exists() and not force:
+        _fail(f"{out} exists: edit it, or pass --force to draft it again from the data")
+    data = data.resolve()
+    if not data.exists():
+        _fail(f"{data}: no such file")
+    try:
+        source = str(data.relative_to(PROJECT_ROOT))
+    except ValueError:
+        source = str(data)
+    typer.echo(f"reading {data} ...")
+    try:
+        draft = draft_spec(name, data, label, positive, source)
+    except DraftError as exc:
+        _fail(str(exc))
+    text = render(draft)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".yaml.draft")
+    tmp.write_text(text)
+    try:
+        spec = load_spec(tmp)
+    except SpecError as exc:  # a draft that does not validate is a bug here, not the user's
+        _fail(f"the drafted spec does not validate (kept at {tmp}; please report):\n{exc}")
+    tmp.replace(out)
+    schema = schema_path(PROJECT_ROOT, spec.name)
+    schema.parent.mkdir(parents=True, exist_ok=True)
+    schema.write_text(schema_text(build_schema(spec)))
+    features = len(spec.feature_columns)
+    typer.echo(f"wrote {out} ({len(spec.columns)} columns: {features} features, label "
+               f"{spec.label!r}{f' (1 = {positive!r})' if spec.label_spec.positive else ''})")
+    for note in draft.notes:
+        typer.echo(f"  {note}")
+    if draft.protected_hints:
+        typer.echo(f"  review: {', '.join(draft.protected_hints)} may be protected attributes "
+                   "(slices.protected gates fairness on them)")
+    typer.echo(f"wrote {schema}")
+    typer.echo(f"next: make run USECASE={spec.name}")
+
+
 @schema_app.command("build")
 def schema_build(
     usecase: UsecaseOpt = "taxi",
@@ -100,14 +168,20 @@ def schema_build(
     ] = False,
 ) -> None:
     """Write schemas/<name>.pbtxt from the spec (or, with --check, verify it is up to date)."""
-    from mlplatform.validation.schema import build_schema, schema_path, schema_text
+    from mlplatform.validation.schema import build_schema, schema_diff, schema_path, schema_text
 
     s = _spec(usecase)
-    path = schema_path(REPO_ROOT, s.name)
+    path = schema_path(PROJECT_ROOT, s.name)
     text = schema_text(build_schema(s))
     if check:
-        if not path.exists() or path.read_text() != text:
-            _fail(f"{path} is out of date with usecases/{s.name}.yaml: run `make schemas`", 1)
+        diff = schema_diff(s, PROJECT_ROOT)
+        if diff:
+            typer.echo(diff)
+            _fail(
+                f"{path} is out of date with usecases/{s.name}.yaml (diff above): accept it "
+                f"with `mlplatform schema build -u {s.name}` or `make schemas`",
+                1,
+            )
         typer.echo(f"{path}: up to date")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -478,6 +552,13 @@ def run(
     src = source_path(s, source or None)
     if not src.exists():
         _fail(f"{src}: the batch to ingest does not exist (check `source.path` in the spec)")
+    from mlplatform.validation.schema import StaleSchema, ensure_schema, schema_path
+
+    try:
+        if ensure_schema(s, PROJECT_ROOT) == "built":
+            typer.echo(f"built the missing schema {schema_path(PROJECT_ROOT, s.name)}")
+    except StaleSchema as exc:
+        _fail(str(exc))
     root = home_dir / s.name / "pipeline_runs"
     typer.echo(f"running pipeline mlplatform-training for {s.name} on {src}")
     try:

@@ -8,7 +8,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from mlplatform.spec import SpecError, UseCase, load_spec, resolve_usecase
-from mlplatform.workspace import REPO_ROOT
+from mlplatform.workspace import PROJECT_ROOT
 
 UsecaseOpt = Annotated[
     str, typer.Option("--usecase", "-u", help="Use-case name (usecases/<name>.yaml) or a path.")
@@ -32,7 +32,7 @@ def fail(msg: str, code: int = 2) -> NoReturn:
 def spec_of(usecase: str) -> UseCase:
     """The use case's spec, or a clear failure naming the key and line at fault."""
     try:
-        return load_spec(resolve_usecase(usecase, REPO_ROOT))
+        return load_spec(resolve_usecase(usecase, PROJECT_ROOT))
     except SpecError as exc:
         fail(str(exc))
 

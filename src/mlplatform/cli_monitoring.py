@@ -99,7 +99,10 @@ def drift_cmd(
 
 @monitor_app.command("labels")
 def labels_cmd(
-    labels_file: Annotated[Path, typer.Argument(help="JSON lines: request_id, row, label")],
+    labels_file: Annotated[
+        Path,
+        typer.Argument(help="JSON lines: request_id, row, label (0/1 or the spec's class names)"),
+    ],
     usecase: UsecaseOpt = "taxi",
     home: HomeOpt = None,
 ) -> None:
@@ -110,7 +113,7 @@ def labels_cmd(
     path = home_of(home).resolve() / spec.name / "monitoring" / "labels.jsonl"
     try:
         items = [json.loads(line) for line in labels_file.read_text().splitlines() if line.strip()]
-        n = LabelLog(path).append(items)
+        n = LabelLog(path, spec.label_spec).append(items)
     except (OSError, ValueError) as exc:
         fail(f"{labels_file}: {exc}")
     typer.echo(f"{n} labels appended to {path}")

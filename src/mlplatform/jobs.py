@@ -11,13 +11,13 @@ import logging
 from pathlib import Path
 
 from mlplatform.spec import UseCase, load_spec, resolve_usecase
-from mlplatform.workspace import REPO_ROOT, Workspace
+from mlplatform.workspace import PROJECT_ROOT, Workspace
 
 log = logging.getLogger(__name__)
 
 
 def load_usecase(usecase: str) -> UseCase:
-    return load_spec(resolve_usecase(usecase, REPO_ROOT))
+    return load_spec(resolve_usecase(usecase, PROJECT_ROOT))
 
 
 def gate_for(usecase: str, home: Path):
@@ -25,7 +25,7 @@ def gate_for(usecase: str, home: Path):
     from mlplatform.validation.schema import load_schema, schema_path
 
     spec = load_usecase(usecase)
-    schema = load_schema(schema_path(REPO_ROOT, spec.name))
+    schema = load_schema(schema_path(PROJECT_ROOT, spec.name))
     return Gate(spec, schema, Workspace.for_usecase(home, spec.name))
 
 
@@ -33,7 +33,7 @@ def source_path(spec: UseCase, source: str | Path | None) -> Path:
     """The batch to ingest: the given file, else the spec's source (relative to the repo)."""
     if source:
         return Path(source).resolve()
-    return (REPO_ROOT / spec.source.path).resolve()
+    return (PROJECT_ROOT / spec.source.path).resolve()
 
 
 def ingest_job(usecase: str, source: Path | None, home: Path) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import keyword
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -31,7 +33,7 @@ class _LocatedError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class ColumnType(StrEnum):
@@ -129,6 +131,33 @@ class Column(_Strict):
     @property
     def is_numeric(self) -> bool:
         return self.type in (ColumnType.INT, ColumnType.FLOAT)
+
+
+class Label(_Strict):
+    """The label column, and which of its values is the positive class (1) if it is not 0/1."""
+
+    column: str
+    positive: str | None = Field(
+        default=None,
+        description="The value that means 1, spelled as in the data (`>50K`, `bad`, `yes`); "
+        "every other declared category means 0. Absent: the column holds 0/1 or true/false.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data):
+        if isinstance(data, str):
+            return {"column": data}
+        if isinstance(data, dict) and "positive" in data:
+            pos = data["positive"]
+            if isinstance(pos, bool):
+                raise ValueError(
+                    "label.positive was read as a YAML boolean; quote it as the data spells it, "
+                    'e.g. positive: "yes" or positive: "True"'
+                )
+            if isinstance(pos, int | float):
+                data = {**data, "positive": str(pos)}
+        return data
 
 
 class Source(_Strict):
@@ -351,7 +380,11 @@ class UseCase(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
     description: str = ""
     source: Source
-    label: str
+    label_spec: Label = Field(
+        alias="label",
+        description="The label column: `label: big_tipper` for a 0/1 (or true/false) column, "
+        "`label: {column: income, positive: \">50K\"}` for one in its own vocabulary.",
+    )
     event_time: EventTime = EventTime()
     entity: Entity
     columns: tuple[Column, ...] = Field(min_length=2)
@@ -381,9 +414,12 @@ class UseCase(_Strict):
             if ref not in known:
                 raise _LocatedError(loc, f"unknown column {ref!r}; columns are {names}")
 
-        need(self.label, ("label",))
+        need(self.label, ("label", "column"))
         if self.column(self.label).role is not Role.LABEL:
-            raise _LocatedError(("label",), f"column {self.label!r} must have role 'label'")
+            raise _LocatedError(
+                ("label", "column"), f"column {self.label!r} must have role 'label'"
+            )
+        _check_classes(self.label_spec, self.column(self.label))
         if sum(c.role is Role.LABEL for c in self.columns) != 1:
             raise _LocatedError(("columns",), "exactly one column must have role 'label'")
         if self.event_time.column:
@@ -419,6 +455,11 @@ class UseCase(_Strict):
                 need(m, ("features", "aggregates", i, "mean_of", j))
         return self
 
+    @property
+    def label(self) -> str:
+        """The label column's name (its classes: `label_spec`)."""
+        return self.label_spec.column
+
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
@@ -452,17 +493,88 @@ class UseCase(_Strict):
     def spec_hash(self) -> str:
         """A stable hash of the spec's content, recorded in lineage. The model card's prose
         is left out: rewording it changes no model, so it must not break lineage."""
-        content = self.model_dump(mode="json", exclude={"model_card"})
+        content = self.model_dump(mode="json", exclude={"model_card", "label_spec"})
+        # A 0/1 label hashes as before the label took a positive class: same spec, same hash.
+        lab = self.label_spec
+        content["label"] = lab.column if lab.positive is None else lab.model_dump(mode="json")
         blob = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+BINARY_SPELLINGS = frozenset({"0", "1", "true", "false"})
+
+
+def _check_classes(label: Label, col: Column) -> None:
+    """A label the encoder can map to 0/1: its classes named, the positive one among them."""
+    if label.positive is None:
+        if col.type is ColumnType.FLOAT or col.type is ColumnType.STRING:
+            raise _LocatedError(
+                ("label",),
+                f"label column {col.name!r} is {col.type.value}: a label is int 0/1, or a "
+                f"category whose positive class is named: label: {{column: {col.name}, "
+                "positive: <value>}",
+            )
+        if col.categories is not None and not {
+            c.lower() for c in col.categories
+        } <= BINARY_SPELLINGS:
+            raise _LocatedError(
+                ("label",),
+                f"label column {col.name!r} has classes {list(col.categories)}: name the "
+                f"positive one: label: {{column: {col.name}, positive: {col.categories[0]}}}",
+            )
+        if col.type is ColumnType.INT and (col.min is None or col.min < 0 or
+                                           col.max is None or col.max > 1):
+            raise _LocatedError(
+                ("label",),
+                f"int label column {col.name!r} needs min: 0 and max: 1 (or name its positive "
+                "class: label: {column: ..., positive: ...})",
+            )
+        return
+    if col.type is not ColumnType.CATEGORY or not col.categories:
+        raise _LocatedError(
+            ("label", "positive"),
+            f"a named positive class needs the label column {col.name!r} to be a category "
+            "that lists its classes (type: category, categories: [...])",
+        )
+    if label.positive not in col.categories:
+        raise _LocatedError(
+            ("label", "positive"),
+            f"positive class {label.positive!r} is not among {col.name!r}'s categories "
+            f"{list(col.categories)}",
+        )
+    if len(col.categories) < 2:
+        raise _LocatedError(
+            ("label", "positive"), f"label column {col.name!r} declares a single class"
+        )
+
+
 def _query_names(expr: str, name: str) -> set[str]:
+    """The column names an edge case reads; a name that is not an identifier (`capital-gain`,
+    `mean radius`) is quoted in backticks, as pandas' `eval` reads it."""
+    quoted: dict[str, str] = {}
+
+    def placeholder(m: re.Match) -> str:
+        key = f"_quoted_{len(quoted)}_"
+        quoted[key] = m.group(1)
+        return key
+
+    if expr.count("`") % 2:
+        raise ValueError(f"edge case {name!r}: `where` has an unclosed backtick")
+    plain = re.sub(r"`([^`]*)`", placeholder, expr)
     try:
-        tree = ast.parse(expr, mode="eval")
+        tree = ast.parse(plain, mode="eval")
     except SyntaxError as exc:
-        raise ValueError(f"edge case {name!r}: `where` is not an expression: {exc.msg}") from exc
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - {"True", "False", "None"}
+        raise ValueError(
+            f"edge case {name!r}: `where` is not an expression: {exc.msg} (quote a column "
+            "name that is not an identifier in backticks: `capital-gain` > 0)"
+        ) from exc
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - {"True", "False", "None"}
+    return {quoted.get(n, n) for n in names}
+
+
+def quote_name(column: str) -> str:
+    """A column as an edge-case expression names it: bare if it is an identifier."""
+    return column if column.isidentifier() and not keyword.iskeyword(column) else f"`{column}`"
 
 
 def load_spec(path: str | Path) -> UseCase:

@@ -12,6 +12,10 @@ from pathlib import Path
 # The checkout holding usecases/ and schemas/. An installed copy (the component image) points
 # at it with MLPLATFORM_REPO_ROOT; a source checkout finds it from this file.
 REPO_ROOT = Path(os.environ.get("MLPLATFORM_REPO_ROOT") or Path(__file__).resolve().parents[2])
+# Where use cases live: `usecases/<name>.yaml`, `schemas/<name>.pbtxt`, and the root that a
+# spec's relative `source.path` starts from. Default the checkout; MLPLATFORM_PROJECT points at
+# a folder of one's own (a team's use cases kept outside the platform's repository).
+PROJECT_ROOT = Path(os.environ.get("MLPLATFORM_PROJECT") or REPO_ROOT).resolve()
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,19 @@ class Catalogue:
                 (batch_id, now_iso(), status.value, reason),
             )
 
+    def reopen(self, batch_id: str, schema_version: str, spec_hash: str, reason: str) -> None:
+        """Back to `ingested` under new rules, so the gate judges it again (history kept)."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE batches SET status=?, status_reason=?, schema_version=?, spec_hash=? "
+                "WHERE batch_id=?",
+                (BatchStatus.INGESTED.value, reason, schema_version, spec_hash, batch_id),
+            )
+            db.execute(
+                "INSERT INTO events (batch_id, at, event, detail) VALUES (?,?,?,?)",
+                (batch_id, now_iso(), "reopened", reason),
+            )
+
     def list(self, usecase: str, status: BatchStatus | None = None) -> list[BatchRecord]:
         q, args = "SELECT * FROM batches WHERE usecase=?", [usecase]
         if status is not None:

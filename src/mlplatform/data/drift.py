@@ -168,7 +168,10 @@ class ReferenceProfile:
         label = next((f for f in out if f.name == spec.label), None)
         if label is not None and label.categories:
             shares = dict(zip(label.categories, label.reference, strict=False))
-            if set(shares) <= {"0", "1"}:
+            positive = spec.label_spec.positive
+            if positive is not None:
+                label_rate = round(shares.get(positive, 0.0), 6)
+            elif set(shares) <= {"0", "1"}:
                 label_rate = round(shares.get("1", 0.0), 6)
         return cls(out, rows, label_rate, origin)
 

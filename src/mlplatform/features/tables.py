@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mlplatform.data.catalogue import BatchRecord
+from mlplatform.data.labels import encode_labels
 from mlplatform.data.reading import read_batch
 from mlplatform.spec import Aggregate, UseCase
 
@@ -29,6 +30,8 @@ def batch_frame(rec: BatchRecord, spec: UseCase) -> pd.DataFrame:
     """One accepted batch as rows with entity key and event time (UTC)."""
     table = read_batch(Path(rec.stored_path), spec, rec.format).table
     df = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)  # ints stay ints
+    if spec.label in df:
+        df[spec.label] = encode_labels(spec.label_spec, df[spec.label])  # 0/1 from here on
     if spec.entity.derive == "row_number":
         # Stable across rebuilds: the batch's content hash and the row's position in it.
         df[spec.entity.key] = [f"{rec.batch_id[:12]}-{i}" for i in range(len(df))]

@@ -146,6 +146,13 @@ def _gate_text(tags: dict[str, str]) -> str:
     return "not applied yet"
 
 
+def _label_text(spec: UseCase) -> str:
+    from mlplatform.data.labels import class_names
+
+    negative, positive = class_names(spec)
+    return f"`{spec.label}`: 1 = {positive!r}, 0 = {negative!r}; probability is of {positive!r}"
+
+
 def _spec_text(text: str) -> str:
     return text.strip() or "_Not stated in the use-case spec._"
 
@@ -170,6 +177,7 @@ def build_markdown(spec: UseCase, version: str, home: Path) -> str:
         ["run", lin.run_id],
         ["code commit", lin.code_commit],
         ["spec hash", lin.spec_hash],
+        ["label", _label_text(spec)],
         [
             "selection quality",
             f"{tags.get('selection_quality', 'not measured')} "

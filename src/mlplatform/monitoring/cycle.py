@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.data.drift import ReferenceProfile
+from mlplatform.data.labels import encode_labels
 from mlplatform.monitoring.drift import monitored_columns, served_drift
 from mlplatform.monitoring.performance import LabelLog, confidence, join_labels, performance_table
 from mlplatform.monitoring.replay import (
@@ -179,9 +180,10 @@ class MonitoringCycle:
         if idx - cfg.label_delay >= 0:
             labelled_month = self.months[idx - cfg.label_delay]
             past = self.traffic[self.traffic["_month"] == labelled_month]
+            truth = encode_labels(spec.label_spec, past[spec.label])
             new_labels = self.labels.append(
                 {"request_id": r, "label": int(y)}
-                for r, y in zip(past[spec.entity.key].astype(str), past[spec.label], strict=True)
+                for r, y in zip(past[spec.entity.key].astype(str), truth, strict=True)
             )
             ingest_month(cfg, self.replay, self.history, labelled_month)
             logged = read_log(self.requests.dir)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlplatform.spec import UseCase
+from mlplatform.data.labels import encode_labels
+from mlplatform.spec import Label, UseCase
 
 MIN_SLICE_ROWS = 50  # a slice's metrics on fewer labelled rows are noise: not reported
 CALIBRATION_BINS = 10
@@ -26,17 +27,20 @@ CALIBRATION_BINS = 10
 class LabelLog:
     """Labels as they arrive: one JSON line per (request_id, row)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, label: Label | None = None) -> None:
         self.path = Path(path)
+        self.label = label  # the spec's label: values may come in its own vocabulary
 
     def append(self, labels: Iterable[dict]) -> int:
-        """Append {"request_id", "row" (default 0), "label" (0/1), "ts"}; returns the count."""
+        """Append {"request_id", "row" (default 0), "label" (0/1, or the spec's class
+        names), "ts"}; returns the count. Nothing is written unless every item is valid."""
         lines = []
         for i, item in enumerate(labels):
-            label = item.get("label")
-            if label not in (0, 1, True, False) or not item.get("request_id"):
+            label = self._encode(item.get("label"))
+            if label not in (0, 1) or not item.get("request_id"):
                 raise ValueError(
-                    f"labels[{i}]: need request_id and a 0/1 label, got {json.dumps(item)[:200]}"
+                    f"labels[{i}]: need request_id and a 0/1 label"
+                    f"{self._vocabulary()}, got {json.dumps(item)[:200]}"
                 )
             lines.append(
                 json.dumps(
@@ -52,6 +56,19 @@ class LabelLog:
         with open(self.path, "a") as fh:
             fh.write("".join(line + "\n" for line in lines))
         return len(lines)
+
+    def _encode(self, value) -> int | None:
+        if value is None or self.label is None or self.label.positive is None:
+            return int(value) if value in (0, 1, True, False) else None
+        try:
+            return int(encode_labels(self.label, [value]).iloc[0])
+        except (ValueError, TypeError):
+            return None
+
+    def _vocabulary(self) -> str:
+        if self.label is None or self.label.positive is None:
+            return ""
+        return f" (or a class of {self.label.column!r}; positive {self.label.positive!r})"
 
     def frame(self) -> pd.DataFrame:
         if not self.path.exists():

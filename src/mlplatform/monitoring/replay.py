@@ -75,9 +75,9 @@ def _months(df: pd.DataFrame, ts_col: str) -> pd.Series:
 
 def load_history(cfg: ReplayConfig, spec) -> pd.DataFrame:
     """The source rows sorted by event time, with `_month`, the drift applied if configured."""
-    from mlplatform.workspace import REPO_ROOT
+    from mlplatform.workspace import PROJECT_ROOT
 
-    df = pd.read_csv(REPO_ROOT / spec.source.path)
+    df = pd.read_csv(PROJECT_ROOT / spec.source.path)
     ts = spec.event_time.column
     if ts is None:
         raise ValueError(f"{spec.name}: a replay needs event_time.column to order the months")

@@ -27,7 +27,8 @@ BASE_REQUIREMENTS = ("mlflow", "pandas", "numpy", "pyarrow", "pydantic", "pyyaml
 
 
 class PlatformModel(mlflow.pyfunc.PythonModel):
-    """Rows in (the signature's columns), probability and 0/1 prediction out."""
+    """Rows in (the signature's columns), probability and 0/1 prediction out; with a label
+    in its own vocabulary also `class`, the prediction in the label's words."""
 
     def load_context(self, context) -> None:
         folder = Path(context.artifacts[MODEL_DIR])
@@ -35,12 +36,16 @@ class PlatformModel(mlflow.pyfunc.PythonModel):
         pre = Preprocessor.from_json((folder / "preprocessor.json").read_text())
         self.family = FAMILIES[meta["family"]].load(folder, pre)
         self.threshold = float(meta["threshold"])
+        self.classes = tuple(meta["classes"]) if meta.get("classes") else None
         self.inputs = pre.inputs
         self.scoring_check = scoring_check.read(folder)  # None when packaged before checks
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         p, c = self.scores(model_input)
-        return pd.DataFrame({"probability": p, "prediction": c})
+        out = pd.DataFrame({"probability": p, "prediction": c})
+        if self.classes:
+            out["class"] = np.asarray(self.classes, dtype=object)[c]
+        return out
 
     def scores(self, model_input: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(probability, 0/1 prediction) arrays: what `predict` returns, without the frame
@@ -58,7 +63,9 @@ def pinned_requirements(family: Family) -> list[str]:
     return [f"{n}=={version(n)}" for n in dict.fromkeys(names)]
 
 
-def save_model_dir(family: Family, threshold: float, folder: Path) -> Path:
+def save_model_dir(
+    family: Family, threshold: float, folder: Path, classes: tuple[str, str] | None = None
+) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -69,6 +76,7 @@ def save_model_dir(family: Family, threshold: float, folder: Path) -> Path:
         "params": family.params,
         "seed": family.seed,
         "threshold": threshold,
+        **({"classes": list(classes)} if classes else {}),  # (negative, positive) names
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
     return folder
@@ -85,14 +93,22 @@ def signature_frame(df: pd.DataFrame, numeric: list[str], categorical: list[str]
     return out
 
 
-def log_pyfunc(family: Family, threshold: float, example: pd.DataFrame, workdir: Path):
-    """Log the packaged model to the active MLflow run; returns the ModelInfo."""
+def log_pyfunc(
+    family: Family,
+    threshold: float,
+    example: pd.DataFrame,
+    workdir: Path,
+    classes: tuple[str, str] | None = None,
+):
+    """Log the packaged model to the active MLflow run; returns the ModelInfo. `classes`
+    (negative, positive) names the label's classes when they are not 0/1."""
     from mlflow.models import infer_signature
 
-    folder = save_model_dir(family, threshold, workdir / "model_dir")
+    folder = save_model_dir(family, threshold, workdir / "model_dir", classes)
     inputs = signature_frame(example, family.pre.numeric, family.pre.categorical)
     outputs = PlatformModel()
     outputs.family, outputs.threshold, outputs.inputs = family, threshold, family.pre.inputs
+    outputs.classes = classes
     predicted = outputs.predict(None, inputs)
     signature = infer_signature(inputs, predicted)
     check = scoring_check.reference(inputs, predicted["probability"].to_numpy(), family.name)

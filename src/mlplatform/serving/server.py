@@ -74,6 +74,7 @@ class PlatformModel(kserve.Model):
         self.contract: Contract | None = None
         self.pyfunc = None
         self._predict = None  # the packaged model's predict (see scoring.direct_predict)
+        self.classes: tuple[str, str] | None = None  # the label's own (negative, positive)
         self.request_log = None  # a mlplatform.monitoring.requestlog.RequestLog when enabled
         self.online = None  # a mlplatform.serving.online.OnlineFeatures with --feature-repo
 
@@ -87,6 +88,7 @@ class PlatformModel(kserve.Model):
         self.pyfunc = mlflow.pyfunc.load_model(uri)
         self.contract = Contract.of_model(self.pyfunc, uri)
         self._predict = direct_predict(self.pyfunc)
+        self.classes = _class_names(self.pyfunc)
         self._check_scoring(uri)
         self.ready = True
         log.info("serving %s as %s (version %s)", uri, self.name, self.version)
@@ -165,14 +167,25 @@ class PlatformModel(kserve.Model):
             histogram.observe(p)
         if self.request_log is not None:
             _log_request(self, rows, prob, pred, request_id, headers)
+        names = [self.classes[c] for c in pred] if self.classes else None
         if protocol == "v2":
-            return _v2_response(self.name, self.version, request_id, prob, pred)
-        return {
-            "predictions": [
-                {"probability": p, "prediction": c} for p, c in zip(prob, pred, strict=True)
-            ],
-            "model_version": self.version,
-        }
+            return _v2_response(self.name, self.version, request_id, prob, pred, names)
+        predictions = [
+            {"probability": p, "prediction": c} for p, c in zip(prob, pred, strict=True)
+        ]
+        if names:
+            for item, name in zip(predictions, names, strict=True):
+                item["class"] = name
+        return {"predictions": predictions, "model_version": self.version}
+
+
+def _class_names(pyfunc) -> tuple[str, str] | None:
+    """The label's (negative, positive) names when the artifact carries them."""
+    try:
+        classes = getattr(pyfunc.unwrap_python_model(), "classes", None)
+    except Exception:  # not a python_model flavour
+        return None
+    return tuple(classes) if classes else None
 
 
 def _log_request(model: PlatformModel, rows, prob, pred, request_id, headers) -> None:
@@ -218,7 +231,9 @@ def _flat(data) -> list:
     return out
 
 
-def _v2_response(name: str, version: str, request_id, prob: list, pred: list):
+def _v2_response(
+    name: str, version: str, request_id, prob: list, pred: list, names: list | None = None
+):
     from kserve import InferOutput, InferResponse
 
     prob = InferOutput(
@@ -233,11 +248,16 @@ def _v2_response(name: str, version: str, request_id, prob: list, pred: list):
         datatype="INT64",
         data=pred,
     )
+    outputs = [prob, pred]
+    if names:
+        outputs.append(
+            InferOutput(name="class", shape=[len(names)], datatype="BYTES", data=names)
+        )
     return InferResponse(
         response_id=request_id or "",
         model_name=name,
         model_version=version,
-        infer_outputs=[prob, pred],
+        infer_outputs=outputs,
     )
 
 

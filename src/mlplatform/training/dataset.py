@@ -45,7 +45,11 @@ def check_training_set(df: pd.DataFrame, spec: UseCase) -> None:
             "a classifier needs both classes"
         )
     if not labels <= {0, 1}:
-        raise TrainingDataError(f"label {spec.label!r} must be 0/1, found {sorted(labels)[:10]}")
+        raise TrainingDataError(
+            f"label {spec.label!r} must be 0/1 here, found {sorted(map(str, labels))[:10]}: "
+            "training sets come from `mlplatform features build`, which maps the spec's "
+            "classes (label: {column, positive}) to 0/1"
+        )
 
 
 def split(df: pd.DataFrame, spec: UseCase) -> Splits:

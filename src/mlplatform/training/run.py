@@ -54,6 +54,7 @@ def train_candidate(
     import mlflow
     from sklearn.metrics import roc_auc_score
 
+    from mlplatform.data.labels import class_names
     from mlplatform.packaging.latency import measure
     from mlplatform.packaging.pyfunc import log_pyfunc, signature_frame
     from mlplatform.tracking import use_workspace
@@ -103,7 +104,8 @@ def train_candidate(
         fam.fit(splits.train, y_train, splits.valid, _labels(splits.valid, spec), weights)
         mlflow.log_metric("fit_seconds", round(time.perf_counter() - t0, 3))
         with tempfile.TemporaryDirectory() as tmp:
-            info = log_pyfunc(fam, spec.selection.threshold, splits.test, Path(tmp))
+            classes = class_names(spec) if spec.label_spec.positive is not None else None
+            info = log_pyfunc(fam, spec.selection.threshold, splits.test, Path(tmp), classes)
             mlflow.set_tag("model_uri", info.model_uri)
             model = mlflow.pyfunc.load_model(info.model_uri)
             inputs = signature_frame(splits.test, pre.numeric, pre.categorical)

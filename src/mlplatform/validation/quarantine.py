@@ -8,6 +8,7 @@ and writes a release record beside it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -27,6 +28,8 @@ from mlplatform.validation.report import Anomaly, ValidationReport
 from mlplatform.validation.schema import schema_version
 from mlplatform.validation.statistics import write_statistics
 from mlplatform.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 STATS_FILE = "statistics.pb"
 REPORT_FILE = "validation.json"  # every judged batch's report, accepted ones included
@@ -73,6 +76,7 @@ class Gate:
     def process(self, path: Path, derived_from: str | None = None) -> GateOutcome:
         """Ingest one file and judge it. Re-running on the same bytes changes nothing."""
         rec, _ = ingest(path, self.spec, self.ws, self.schema_version, derived_from)
+        rec = self._reopen_if_rules_changed(rec)
         if rec.status is not BatchStatus.INGESTED:
             return self._outcome(rec, None)
         return self._judge(rec)
@@ -82,9 +86,32 @@ class Gate:
         rec = self.cat.get(batch_id)
         if rec is None:
             raise KeyError(f"no batch {batch_id!r} in the {self.spec.name} catalogue")
+        rec = self._reopen_if_rules_changed(rec)
         if rec.status is not BatchStatus.INGESTED:
             return self._outcome(rec, None)
         return self._judge(rec)
+
+    def _reopen_if_rules_changed(self, rec: BatchRecord) -> BatchRecord:
+        """A quarantine decided by a schema or spec that has since changed is judged again:
+        the usual fix of a refused first batch is the spec (a label's classes, a range), and
+        the re-run must not need the batch deleted by hand. Its old verdict moves beside the
+        batch, so the history stays readable."""
+        if rec.status is not BatchStatus.QUARANTINED:
+            return rec
+        spec_hash = self.spec.spec_hash()
+        if rec.schema_version == self.schema_version and rec.spec_hash == spec_hash:
+            return rec
+        qdir = self.ws.quarantine / rec.batch_id
+        if qdir.exists():
+            stamp = now_iso().replace(":", "").replace("-", "")
+            shutil.move(qdir, self.ws.batch_dir(rec.batch_id) / f"superseded_quarantine_{stamp}")
+        reason = (
+            f"judged again: quarantined under schema {rec.schema_version} / spec {rec.spec_hash}"
+            f", the rules are now schema {self.schema_version} / spec {spec_hash}"
+        )
+        self.cat.reopen(rec.batch_id, self.schema_version, spec_hash, reason)
+        log.info("batch %s: %s", rec.short_id, reason)
+        return self.cat.get(rec.batch_id)
 
     def _judge(self, rec: BatchRecord) -> GateOutcome:
         report, stats, dist = self._check(rec)

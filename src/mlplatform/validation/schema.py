@@ -6,6 +6,7 @@ reviewers see the exact constraints the gate applies, and a test keeps the two i
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from pathlib import Path
 
@@ -74,6 +75,47 @@ def schema_text(schema: schema_pb2.Schema) -> str:
 
 def schema_path(root: Path, usecase: str) -> Path:
     return root / "schemas" / f"{usecase}.pbtxt"
+
+
+class StaleSchema(RuntimeError):
+    """The checked-in schema no longer matches the spec; the message holds the diff."""
+
+
+def schema_diff(spec: UseCase, root: Path) -> str:
+    """Unified diff from the checked-in schema to the one the spec gives ('' when current)."""
+    path = schema_path(root, spec.name)
+    want = schema_text(build_schema(spec))
+    have = path.read_text() if path.exists() else ""
+    if have == want:
+        return ""
+    return "".join(
+        difflib.unified_diff(
+            have.splitlines(keepends=True),
+            want.splitlines(keepends=True),
+            fromfile=f"{path} (checked in)",
+            tofile=f"{path} (from usecases/{spec.name}.yaml)",
+        )
+    )
+
+
+def ensure_schema(spec: UseCase, root: Path) -> str:
+    """Build a missing schema ('built'), accept a current one ('current'), refuse a stale one:
+    a gate silently judging by constraints the spec no longer states is what this prevents,
+    and a silent rewrite would hide a constraint change from review."""
+    path = schema_path(root, spec.name)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(schema_text(build_schema(spec)))
+        return "built"
+    diff = schema_diff(spec, root)
+    if not diff:
+        return "current"
+    changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    raise StaleSchema(
+        f"{path} is out of date with usecases/{spec.name}.yaml ({len(changed)} changed "
+        f"lines). Review the change: mlplatform schema build -u {spec.name} --check; "
+        f"accept it: mlplatform schema build -u {spec.name} (or make schemas)"
+    )
 
 
 def load_schema(path: Path) -> schema_pb2.Schema:
