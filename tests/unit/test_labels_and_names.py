@@ -162,3 +162,25 @@ def test_a_batch_quarantined_under_a_wrong_spec_is_judged_again_once_it_is_fixed
     assert events == ["ingested", "quarantined", "reopened", "accepted"]
     _, frames = FeatureRepo(fixed, ws)._usable_frames()
     assert set(frames[0]["income"].unique()) == {0, 1}
+
+
+def test_rows_without_a_label_build_features_but_never_train(tmp_path):
+    from mlplatform.features.store import FeatureRepo
+
+    income = {**INCOME, "max_null_fraction": 0.2}
+    spec = _spec({"column": "income", "positive": ">50K"}, income)
+    rng = np.random.default_rng(4)
+    n = 200
+    labels = rng.choice(["<=50K", ">50K"], n).astype(object)
+    labels[:15] = None
+    pd.DataFrame(
+        {"capital-gain": rng.uniform(0, 10, n), "1st.score": rng.integers(0, 100, n),
+         "income": labels}
+    ).to_csv(tmp_path / "part.csv", index=False)
+    ws = Workspace.for_usecase(tmp_path / "home", spec.name)
+    assert Gate(spec, build_schema(spec), ws).process(tmp_path / "part.csv").accepted
+    repo = FeatureRepo(spec, ws)
+    _, frames = repo._usable_frames()
+    assert len(frames[0]) == n
+    entities = repo.entity_frame()
+    assert len(entities) == n - 15 and set(entities["income"]) == {0, 1}

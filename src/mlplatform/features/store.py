@@ -158,7 +158,15 @@ class FeatureRepo:
                 # A missing group key can join no aggregate; Feast's merge cannot take <NA>,
                 # and -1 is outside every integer key range we aggregate on.
                 df[a.group_by] = df[a.group_by].fillna(MISSING_INT_KEY).astype("int64")
-        return df.drop_duplicates(subset=[self.spec.entity.key], keep="last")
+        df = df.drop_duplicates(subset=[self.spec.entity.key], keep="last")
+        unlabelled = df[self.spec.label].isna()
+        if unlabelled.any():
+            # Allowed by the spec's null limit for the label; such rows still build features
+            # (and are scored), but a row without a label cannot train or evaluate a model.
+            log.info("%d rows without a label %r are left out of the training set",
+                     int(unlabelled.sum()), self.spec.label)
+            df = df[~unlabelled]
+        return df
 
     def training_set(self) -> pd.DataFrame:
         """Point-in-time correct training rows: label + every feature as of each event time."""
