@@ -68,6 +68,14 @@ def approve(
     role: Annotated[RoleOpt, typer.Option("--role", help="The role you approve in.")],
     user: UserOpt = None,
     home: HomeOpt = None,
+    accept_fairness: Annotated[
+        str | None,
+        typer.Option(
+            "--accept-fairness",
+            help="Business owner only: accept an INCONCLUSIVE fairness verdict, with the "
+            "reason (kept in the audit trail, stage history and model card).",
+        ),
+    ] = None,
 ) -> None:
     """Approve the candidate version in one role (two different people must approve)."""
     from mlplatform.governance.approvals import approve as do_approve
@@ -77,10 +85,12 @@ def approve(
     spec, home_dir = _open(model, home)
     who = resolve_user(user)
     try:
-        rec = do_approve(spec, version, role.value, who, home_dir)
+        rec = do_approve(spec, version, role.value, who, home_dir, accept_fairness)
     except PromotionRefused as exc:
         _refused(exc)
     typer.echo(f"{who} approved {rec['model']} v{version} as {role.value} (audit #{rec['seq']})")
+    if accept_fairness:
+        typer.echo(f"  and accepted its INCONCLUSIVE fairness: {accept_fairness}")
 
 
 def promote(

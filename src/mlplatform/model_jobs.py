@@ -78,9 +78,7 @@ def evaluate_job(usecase: str, run_id: str, home: Path) -> dict:
         result.table.to_csv(out / "slices.csv", index=False)
         (out / "slices.md").write_text(result.to_markdown())
         (out / "fairness.md").write_text(fair.to_markdown())
-        (out / "fairness.json").write_text(
-            json.dumps({"passed": fair.passed, "failures": list(fair.failures)}, indent=2)
-        )
+        (out / "fairness.json").write_text(json.dumps(fair.to_dict(), indent=2))
         for name in ("slices.csv", "slices.md", "fairness.md", "fairness.json"):
             mlflow.log_artifact(str(out / name), "evaluation")
         mlflow.log_artifacts(f"{tmp}/tfma", "evaluation/tfma")
@@ -92,13 +90,16 @@ def evaluate_job(usecase: str, run_id: str, home: Path) -> dict:
         mlflow.log_metrics({**overall, "selection_quality": quality})
         mlflow.set_tags(
             {
+                "fairness_verdict": fair.verdict.value,
                 "fairness_passed": str(fair.passed).lower(),
+                "fairness_summary": fair.summary()[:4900],
                 "fairness_failures": "; ".join(fair.failures)[:4900],
             }
         )
     return {
         "run_id": run_id,
         "quality": quality,
+        "fairness_verdict": fair.verdict.value,
         "fairness_passed": fair.passed,
         "fairness_failures": list(fair.failures),
     }
@@ -107,6 +108,7 @@ def evaluate_job(usecase: str, run_id: str, home: Path) -> dict:
 def _candidate(run_id: str):
     from mlflow import MlflowClient
 
+    from mlplatform.evaluation.fairness import verdict_of
     from mlplatform.selection import Candidate
 
     run = MlflowClient().get_run(run_id)
@@ -121,7 +123,7 @@ def _candidate(run_id: str):
         p99_ms=m["serving_single_p99_ms"],
         rows_per_s=m["serving_batch_rows_per_s"],
         artifact_mb=m["serving_artifact_mb"],
-        fairness_passed=t.get("fairness_passed", "true") == "true",
+        fairness=verdict_of(t).value,
         fairness_failures=tuple(f for f in t.get("fairness_failures", "").split("; ") if f),
     )
 
@@ -182,7 +184,8 @@ def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, 
         {
             "family": cand.family,
             "selection_quality": f"{cand.quality:.6f}",
-            "fairness_passed": str(cand.fairness_passed).lower(),
+            "fairness_verdict": cand.fairness,
+            "fairness_passed": str(cand.fairness == "pass").lower(),
         },
     )
     model = mlflow.pyfunc.load_model(model_uri)
@@ -196,10 +199,16 @@ def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, 
     batch_rows = signature_frame(batch, numeric, categorical)
     if not spec.slices.protected:
         fairness = (True, "no protected attributes declared")
-    elif cand.fairness_passed:
-        fairness = (True, f"no disparity over {spec.fairness.max_disparity}")
+    elif cand.fairness == "pass":
+        fairness = (True, f"pass: every gap shown to be <= {spec.fairness.max_disparity}")
+    elif cand.fairness == "inconclusive":
+        fairness = (
+            True,
+            "inconclusive (champion only with the business owner's --accept-fairness): "
+            + "; ".join(cand.fairness_failures),
+        )
     else:
-        fairness = (False, "; ".join(cand.fairness_failures))
+        fairness = (False, "fail: " + "; ".join(cand.fairness_failures))
     results = run_battery(
         spec,
         model,

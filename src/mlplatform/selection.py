@@ -23,8 +23,12 @@ class Candidate:
     p99_ms: float
     rows_per_s: float
     artifact_mb: float
-    fairness_passed: bool = True
+    fairness: str = "pass"  # the fairness gate's verdict: pass | inconclusive | fail
     fairness_failures: tuple[str, ...] = ()
+
+    @property
+    def fairness_passed(self) -> bool:
+        return self.fairness == "pass"
 
 
 @dataclass
@@ -41,7 +45,8 @@ class Selection:
             f"# Model selection — {spec.name}",
             "",
             f"Policy: best {metric} among candidates with single-row p99 <= {budget} ms, "
-            f"artifact <= {spec.constraints.max_artifact_mb} MB and a passing fairness gate.",
+            f"artifact <= {spec.constraints.max_artifact_mb} MB and a fairness gate that did "
+            "not FAIL; a PASS is preferred to an INCONCLUSIVE.",
             "",
             f"| family | {metric} | AUC overall | p50 ms | p99 ms | p99 / fastest | rows/s "
             "(batch) | size MB | fairness | verdict |",
@@ -51,7 +56,7 @@ class Selection:
             lines.append(
                 f"| {c.family} | {c.quality:.4f} | {c.auc_overall:.4f} | {c.p50_ms:.2f} | "
                 f"{c.p99_ms:.2f} | {c.p99_ms / fastest:.1f}x | {c.rows_per_s:,.0f} | "
-                f"{c.artifact_mb:.2f} | {'pass' if c.fairness_passed else 'FAIL'} | "
+                f"{c.artifact_mb:.2f} | {c.fairness.upper()} | "
                 f"{self.reasons.get(c.family, '')} |"
             )
         lines.append("")
@@ -74,31 +79,45 @@ def select(candidates: list[Candidate], spec: UseCase) -> Selection:
             problems.append(f"p99 {c.p99_ms:.2f} ms exceeds the {budget} ms budget")
         if c.artifact_mb > spec.constraints.max_artifact_mb:
             problems.append(f"artifact {c.artifact_mb:.1f} MB exceeds the size limit")
-        if not c.fairness_passed:
-            problems.append("fairness gate failed: " + "; ".join(c.fairness_failures))
+        if c.fairness == "fail":
+            problems.append("fairness gate FAIL: " + "; ".join(c.fairness_failures))
         if problems:
             sel.reasons[c.family] = "; ".join(problems)
         else:
             eligible.append(c)
     if not eligible:
         return sel
-    best = max(eligible, key=lambda c: (c.quality, -c.p99_ms))
+    # A fairness PASS comes before an INCONCLUSIVE: a version shown to be fair needs no one
+    # to accept a risk, whatever an unproven rival gains in quality.
+    passing = [c for c in eligible if c.fairness == "pass"]
+    pool = passing or eligible
+    best = max(pool, key=lambda c: (c.quality, -c.p99_ms))
     sel.winner = best
     for c in eligible:
         if c is best:
+            continue
+        if c not in pool:
+            sel.reasons[c.family] = (
+                f"within budget, but its fairness is INCONCLUSIVE and {best.family}'s is PASS"
+            )
             continue
         sel.reasons[c.family] = (
             f"within budget but {best.quality - c.quality:.4f} behind on quality"
             if c.quality < best.quality
             else f"ties on quality; slower ({c.p99_ms:.2f} vs {best.p99_ms:.2f} ms)"
         )
-    runner_up = [c for c in eligible if c is not best]
+    runner_up = [c for c in pool if c is not best]
     why = f"highest {spec.selection.metric} on the {spec.selection.slice} slice within budget"
     if runner_up:
         nxt = max(runner_up, key=lambda c: c.quality)
         why += (
             f" ({best.quality:.4f} vs {nxt.family} {nxt.quality:.4f}; "
             f"p99 {best.p99_ms:.2f} ms vs {nxt.p99_ms:.2f} ms)"
+        )
+    if best.fairness == "inconclusive":
+        why += (
+            "; fairness INCONCLUSIVE: it may be the challenger, and the champion only with "
+            "the business owner's explicit acceptance"
         )
     sel.reasons[best.family] = why
     return sel

@@ -304,11 +304,23 @@ class Fairness(_Strict):
         default=0.1, gt=0, le=1, description="Largest allowed gap between two groups' rates."
     )
     min_group_size: int = Field(
-        default=50,
+        default=30,
         ge=1,
         description="A group whose rate rests on fewer rows (positives for FNR, negatives "
-        "for FPR) is reported, not gated.",
+        "for FPR) is reported as too small and judged merged with the attribute's other "
+        "small groups.",
     )
+    confidence: float = Field(
+        default=0.9,
+        gt=0.5,
+        lt=1,
+        description="Level of each gap's interval, Holm-corrected across all checks: FAIL "
+        "when the whole interval is above `max_disparity`, PASS when at or below it, "
+        "INCONCLUSIVE otherwise.",
+    )
+    bootstrap: int = Field(default=2000, ge=200, description="Bootstrap replicates per group.")
+    seed: int = Field(default=7, description="Seed of the bootstrap: the same rows, the same "
+                      "verdict.")
     mitigation: Literal["none", "reweigh"] = Field(
         default="none",
         description="'reweigh': training rows are weighted so that the label is independent "

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlplatform.governance import stages
-from mlplatform.governance.approvals import approve
+from mlplatform.governance.approvals import approve, fairness_problems
 from mlplatform.governance.promotion import promote, rollback
 from mlplatform.governance.records import Refused, trail, verify
 from mlplatform.registry import models as reg
@@ -34,7 +34,9 @@ def spec(trained_taxi, gov_home, request):
     return trained_taxi.spec.model_copy(update={"name": name})
 
 
-def _version(spec, trained_taxi, home, lead: float, battery_ok: bool = True) -> str:
+def _version(
+    spec, trained_taxi, home, lead: float, battery_ok: bool = True, fairness: str = "pass"
+) -> str:
     """Register the trained run as a new version whose recorded quality is `lead` above the
     run's real recent AUC (what the gate measures the champion at, on the same rows); give it
     `challenger` when its battery passes and it beats the champion."""
@@ -44,7 +46,12 @@ def _version(spec, trained_taxi, home, lead: float, battery_ok: bool = True) -> 
         spec,
         run["run_id"],
         run["model_uri"],
-        {"family": "logistic", "selection_quality": f"{quality:.6f}", "fairness_passed": "true"},
+        {
+            "family": "logistic",
+            "selection_quality": f"{quality:.6f}",
+            "fairness_verdict": fairness,
+            "fairness_passed": str(fairness == "pass").lower(),
+        },
     )
     # The shared run's p99 was measured on whatever load this machine had; these tests are
     # about approvals, so the version records a p99 within the budget.
@@ -83,6 +90,59 @@ def test_two_person_promotion_records_stages_and_audit(spec, trained_taxi, gov_h
     events = [r["event"] for r in trail(spec, gov_home).records()]
     assert events == ["stage", "approval", "approval", "stage", "promotion"]
     assert verify(spec, gov_home).ok
+
+
+def test_an_inconclusive_fairness_needs_the_business_owners_acceptance(
+    spec, trained_taxi, gov_home
+):
+    v = _version(spec, trained_taxi, gov_home, 0.0, fairness="inconclusive")
+    assert reg.alias_version(spec, reg.CHALLENGER) == v  # it may be the challenger
+    _approve_both(spec, v, gov_home)
+    with pytest.raises(Refused, match="fairness is INCONCLUSIVE.*--accept-fairness"):
+        promote(spec, v, "carol", gov_home)
+    assert reg.alias_version(spec, reg.CHAMPION) is None
+
+    v2 = _version(spec, trained_taxi, gov_home, 0.01, fairness="inconclusive")
+    with pytest.raises(Refused, match="only the business owner can accept"):
+        approve(spec, v2, "tech-lead", "alice", gov_home, accept_fairness="fine")
+    approve(spec, v2, "tech-lead", "alice", gov_home)
+    with pytest.raises(Refused, match="needs a reason"):
+        approve(spec, v2, "business-owner", "bob", gov_home, accept_fairness="  ")
+    reason = "age 55+ FNR gap [0.08, 0.22]: outreach only, reviewed by a person; re-check in Q1"
+    approve(spec, v2, "business-owner", "bob", gov_home, accept_fairness=reason)
+    res = promote(spec, v2, "carol", gov_home)
+    assert res.version == v2
+    production = [e for e in stages.history(spec) if e.stage == "Production"][-1]
+    assert f"fairness INCONCLUSIVE accepted by bob: {reason}" in production.reason
+    records = trail(spec, gov_home).records()
+    assert [r for r in records if r["event"] == "promotion"][-1]["fairness_accepted"] == reason
+    assert reg.version_tags(spec, v2)["fairness_accepted"].endswith(reason)
+    from mlplatform.governance.cards import build_markdown
+
+    card = build_markdown(spec, v2, gov_home)
+    approvals = card.split("## Approvals", 1)[1].split("##", 1)[0]
+    assert "fairness accepted (reason)" in approvals and f"| bob | {reason} |" in approvals
+
+
+def test_a_fair_pass_needs_no_acceptance_and_a_fail_cannot_be_accepted(
+    spec, trained_taxi, gov_home
+):
+    v = _version(spec, trained_taxi, gov_home, 0.0)
+    with pytest.raises(Refused, match="fairness is PASS: there is nothing to accept"):
+        approve(spec, v, "business-owner", "bob", gov_home, accept_fairness="just in case")
+    run = trained_taxi.run
+    failed = reg.register(
+        spec, run["run_id"], run["model_uri"],
+        {"family": "logistic", "selection_quality": "0.99", "fairness_verdict": "fail",
+         "fairness_passed": "false"},
+    )
+    reg.record_battery(spec, failed, {"unit": (True, "deterministic")})
+    decision = reg.champion_challenger_gate(spec, failed)
+    assert not decision.passed and "fairness gate FAIL" in decision.reason
+    with pytest.raises(reg.PromotionRefused, match="fairness gate FAIL"):
+        reg.set_challenger(spec, failed, decision, home=gov_home, actor="pipeline")
+    problems = fairness_problems(spec, failed, {"business-owner": {"accept_fairness": "please"}})
+    assert problems and "it cannot be accepted" in problems[0]
 
 
 def test_self_approval_in_both_roles_refused(spec, trained_taxi, gov_home):

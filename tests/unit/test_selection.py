@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlplatform.selection import Candidate, pareto_plot, select
 
 
-def _c(family, quality, p99, fair=True, size=1.0):
+def _c(family, quality, p99, fair="pass", size=1.0):
     return Candidate(
         family,
         f"run-{family}",
@@ -17,7 +17,7 @@ def _c(family, quality, p99, fair=True, size=1.0):
         10_000,
         size,
         fair,
-        () if fair else ("sex: fnr gap 0.2",),
+        () if fair == "pass" else ("sex: fnr gap 0.2",),
     )
 
 
@@ -33,9 +33,24 @@ def test_best_quality_within_budget_wins(taxi):
 
 
 def test_unfair_candidate_is_excluded(credit):
-    sel = select([_c("xgboost", 0.80, 3.0, fair=False), _c("logistic", 0.78, 1.0)], credit)
+    sel = select([_c("xgboost", 0.80, 3.0, fair="fail"), _c("logistic", 0.78, 1.0)], credit)
     assert sel.winner.family == "logistic"
-    assert "fairness gate failed" in sel.reasons["xgboost"]
+    assert "fairness gate FAIL" in sel.reasons["xgboost"]
+
+
+def test_a_pass_is_preferred_to_an_inconclusive_and_an_inconclusive_may_win(credit):
+    sel = select(
+        [_c("xgboost", 0.80, 3.0, fair="inconclusive"), _c("logistic", 0.76, 1.0),
+         _c("keras", 0.82, 4.0, fair="fail")],
+        credit,
+    )
+    assert sel.winner.family == "logistic"
+    assert "INCONCLUSIVE and logistic's is PASS" in sel.reasons["xgboost"]
+    assert "| INCONCLUSIVE |" in sel.markdown(credit) and "| FAIL |" in sel.markdown(credit)
+    alone = select([_c("xgboost", 0.80, 3.0, fair="inconclusive"),
+                    _c("keras", 0.82, 4.0, fair="fail")], credit)
+    assert alone.winner.family == "xgboost"
+    assert "business owner's explicit acceptance" in alone.reasons["xgboost"]
 
 
 def test_no_eligible_candidate(taxi, tmp_path):

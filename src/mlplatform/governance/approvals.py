@@ -86,16 +86,64 @@ def approvals_of(spec: UseCase, home: Path, version: str, candidacy: str) -> dic
     return out
 
 
-def approve(spec: UseCase, version: str, role: Role | str, user: str, home: Path) -> dict:
+def fairness_verdict(spec: UseCase, version: str):
+    """The version's fairness verdict (mlplatform.evaluation.fairness.Verdict)."""
+    from mlplatform.evaluation.fairness import verdict_of
+
+    return verdict_of(reg.version_tags(spec, version))
+
+
+def fairness_problems(spec: UseCase, version: str, approvals: dict[str, dict]) -> list[str]:
+    """Why the version's fairness bars Production (empty when it does not): a FAIL always;
+    an INCONCLUSIVE until the business owner's approval carries a reasoned acceptance."""
+    from mlplatform.evaluation.fairness import Verdict
+
+    verdict = fairness_verdict(spec, version)
+    if verdict is Verdict.FAIL:
+        return [f"v{version}'s fairness gate is FAIL (a gap is shown to exceed "
+                f"{spec.fairness.max_disparity}): it cannot be accepted"]
+    owner = approvals.get(Role.BUSINESS_OWNER.value)
+    if verdict is Verdict.INCONCLUSIVE and not (owner and owner.get("accept_fairness")):
+        return [
+            f"v{version}'s fairness is INCONCLUSIVE (the evaluation cannot show its gaps are "
+            f"within {spec.fairness.max_disparity}): the business owner must accept it "
+            f"explicitly: mlplatform approve {spec.name} {version} --role business-owner "
+            '--accept-fairness "<reason>"'
+        ]
+    return []
+
+
+def approve(
+    spec: UseCase,
+    version: str,
+    role: Role | str,
+    user: str,
+    home: Path,
+    accept_fairness: str | None = None,
+) -> dict:
     """Record `user`'s approval of `version` in `role`; returns the audit record.
 
     Refused (raises governance.records.Refused, also recorded) when the version is not the
     current candidate, when the same person already approved it in the other role, or when
-    the role is already approved by someone else."""
+    the role is already approved by someone else. `accept_fairness` (business owner only) is
+    the reasoned acceptance an INCONCLUSIVE fairness verdict needs; a FAIL cannot be accepted
+    and a PASS needs none."""
+    from mlplatform.evaluation.fairness import Verdict
+
     role = Role(role)
     version = str(version)
     events = stages.history(spec)
     reasons = candidacy_problems(spec, version, events)
+    if accept_fairness is not None and not reasons:
+        verdict = fairness_verdict(spec, version)
+        if role is not Role.BUSINESS_OWNER:
+            reasons.append("only the business owner can accept a fairness verdict")
+        elif not accept_fairness.strip():
+            reasons.append("--accept-fairness needs a reason (it is kept in the audit trail)")
+        elif verdict is Verdict.FAIL:
+            reasons.append(f"v{version}'s fairness gate is FAIL: a FAIL cannot be accepted")
+        elif verdict is Verdict.PASS:
+            reasons.append(f"v{version}'s fairness is PASS: there is nothing to accept")
     if reasons:
         raise refuse(spec, home, "approval", user, version, reasons, role=role.value)
     cand = stages.candidate(spec, events)
@@ -114,14 +162,21 @@ def approve(spec: UseCase, version: str, role: Role | str, user: str, home: Path
             reasons.append(f"v{version} already has its {role.value} approval (by {by})")
     if reasons:
         raise refuse(spec, home, "approval", user, version, reasons, role=role.value)
+    extra = {"accept_fairness": accept_fairness.strip()} if accept_fairness else {}
     record = log_event(
-        spec, home, "approval", user, version=version, role=role.value, candidacy=cand.key
+        spec, home, "approval", user, version=version, role=role.value, candidacy=cand.key,
+        **extra,
     )
     # A readable copy on the version for the MLflow UI; the trail stays the authority.
     at = datetime.now(UTC).isoformat(timespec="seconds")
     reg.client().set_model_version_tag(
         registered_model_name(spec.name), version, f"approval.{role.value}", f"{user} at {at}"
     )
+    if accept_fairness:
+        reg.client().set_model_version_tag(
+            registered_model_name(spec.name), version, "fairness_accepted",
+            f"{user} at {at}: {accept_fairness.strip()}"[:4900],
+        )
     return record
 
 

@@ -146,6 +146,17 @@ def _gate_text(tags: dict[str, str]) -> str:
     return "not applied yet"
 
 
+def _fairness_text(spec: UseCase, tags: dict[str, str]) -> str:
+    from mlplatform.evaluation.fairness import verdict_of
+
+    if not spec.slices.protected:
+        return "no protected attributes declared"
+    text = verdict_of(tags).value.upper()
+    if tags.get("fairness_accepted"):
+        text += f"; accepted: {tags['fairness_accepted']}"
+    return text
+
+
 def _label_text(spec: UseCase) -> str:
     from mlplatform.data.labels import class_names
 
@@ -169,7 +180,9 @@ def build_markdown(spec: UseCase, version: str, home: Path) -> str:
 
     tags = version_tags(spec, version)
     battery = [[k, *v.partition(": ")[::2]] for k, v in sorted(lin.battery.items())]
-    approvals = [[a["at"], a["role"], a["actor"]] for a in lin.approvals]
+    approvals = [
+        [a["at"], a["role"], a["actor"], a.get("accept_fairness", "")] for a in lin.approvals
+    ]
     summary = [
         ["model", f"{lin.model} v{lin.version}"],
         ["stage", lin.stage],
@@ -178,6 +191,7 @@ def build_markdown(spec: UseCase, version: str, home: Path) -> str:
         ["code commit", lin.code_commit],
         ["spec hash", lin.spec_hash],
         ["label", _label_text(spec)],
+        ["fairness", _fairness_text(spec, tags)],
         [
             "selection quality",
             f"{tags.get('selection_quality', 'not measured')} "
@@ -206,7 +220,7 @@ def build_markdown(spec: UseCase, version: str, home: Path) -> str:
         + (_table(["check", "verdict", "detail"], battery) if battery else "_Not run._"),
         "## Approvals\n\n"
         + (
-            _table(["at", "role", "approver"], approvals)
+            _table(["at", "role", "approver", "fairness accepted (reason)"], approvals)
             if approvals
             else "_No approvals recorded (required for Production: tech lead and business "
             "owner, two different people)._"

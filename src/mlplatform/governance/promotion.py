@@ -7,7 +7,8 @@
 2. the version is the current candidate (holds `challenger`, in its current candidacy);
 3. two different people approved that exact version, in that candidacy, as tech lead and as
    business owner;
-4. its test battery passed (registry tags `battery.*`);
+4. its test battery passed (registry tags `battery.*`), and its fairness verdict is PASS, or
+   INCONCLUSIVE with the business owner's reasoned acceptance (never FAIL);
 5. the champion-challenger gate passes against the champion of the moment.
 
 Every refusal is recorded in the trail with all the reasons, every promotion and rollback too.
@@ -23,6 +24,7 @@ from mlplatform.governance.approvals import (
     approval_problems,
     approvals_of,
     candidacy_problems,
+    fairness_problems,
     version_exists,
 )
 from mlplatform.governance.records import log_event, refuse, verify
@@ -72,6 +74,7 @@ def promotion_problems(spec: UseCase, version: str, home: Path) -> tuple[list[st
         cand = stages.candidate(spec, events)
         approvals = approvals_of(spec, home, version, cand.key)
         problems += approval_problems(approvals, version)
+    problems += fairness_problems(spec, version, approvals)
     tags = reg.version_tags(spec, version)
     failures = reg.battery_failures(tags)
     if failures:
@@ -101,14 +104,16 @@ def promote(
     gate = reg.champion_challenger_gate(spec, version)
     previous = reg.alias_version(spec, reg.CHAMPION)
     by_role = {role: rec["actor"] for role, rec in approvals.items()}
-    stages.move_alias(
-        spec,
-        stages.Stage.PRODUCTION,
-        version,
-        actor,
-        reason or f"promoted; approved by {', '.join(f'{u} ({r})' for r, u in by_role.items())}",
-        home,
+    accepted = next((r for r in approvals.values() if r.get("accept_fairness")), None)
+    stage_reason = reason or (
+        f"promoted; approved by {', '.join(f'{u} ({r})' for r, u in by_role.items())}"
     )
+    if accepted:
+        stage_reason += (
+            f"; fairness INCONCLUSIVE accepted by {accepted['actor']}: "
+            f"{accepted['accept_fairness']}"
+        )
+    stages.move_alias(spec, stages.Stage.PRODUCTION, version, actor, stage_reason, home)
     record = log_event(
         spec,
         home,
@@ -119,6 +124,7 @@ def promote(
         approvals=by_role,
         gate=gate.reason,
         reason=reason,
+        **({"fairness_accepted": accepted["accept_fairness"]} if accepted else {}),
     )
     return PromotionResult(
         registered_model_name(spec.name), version, previous, by_role, gate.reason, record["seq"]

@@ -137,8 +137,11 @@ def champion_challenger_gate(spec: UseCase, version: str) -> GateDecision:
     is impossible (no stored predictions) does the champion's recorded quality stand in."""
     tags = version_tags(spec, version)
     quality = quality_of(tags)
-    if tags.get("fairness_passed", "true") != "true":
-        return GateDecision(False, "fairness gate failed", quality)
+    from mlplatform.evaluation.fairness import Verdict, verdict_of
+
+    if verdict_of(tags) is Verdict.FAIL:
+        return GateDecision(False, "fairness gate FAIL: a gap is shown to exceed the limit",
+                            quality)
     p99 = float(tags.get("metric.serving_single_p99_ms", "0"))
     if p99 > spec.constraints.latency_p99_ms:
         return GateDecision(False, f"p99 {p99} ms over the budget", quality)
