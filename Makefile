@@ -83,6 +83,7 @@ bench: setup ## Benchmarks (ratios measured side by side): bench/*.py
 	$(PY) bench/validation.py
 	$(PY) bench/gate_accuracy.py
 	$(PY) bench/init_ranges.py --reps 1000
+	$(PY) bench/fairness_gate.py --sets 1000
 	$(PY) bench/models.py
 	$(PY) bench/serving.py
 
