@@ -10,7 +10,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 DEB_PACKAGES := redis-server postgresql prometheus
 
-.PHONY: help setup setup-serving lock run compile test test-slow lint schemas bench clean mlflow-ui serve canary
+.PHONY: help setup setup-serving lock run compile test test-unit test-slow lint schemas bench clean mlflow-ui serve canary
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -75,6 +75,9 @@ endef
 
 test: setup lint ## Lint and run the default test suite (excludes slow tests)
 	$(call run_pytest,-m "not slow")
+
+test-unit: .venv/.stamp ## Only tests/unit: no servers, no pipeline runs, no notebooks (~2 min)
+	$(call run_pytest,tests/unit -m "not slow")
 
 test-slow: setup ## Run the slow suites (bad-data corpus at scale, long pipelines)
 	$(call run_pytest,-m slow)

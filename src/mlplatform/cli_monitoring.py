@@ -139,7 +139,7 @@ def triggers_cmd(
             typer.echo(json.dumps(r))
             continue
         typer.echo(f"{r['at']}  window {r['window']}  {r['reason']}: {r['message']}")
-        for key in ("held", "retrained_version", "registry_gate", "head_to_head", "canary"):
+        for key in ("held", "retrained_version", "registry_gate", "canary"):
             if r.get(key) not in (None, ""):
                 typer.echo(f"    {key}: {r[key]}")
 

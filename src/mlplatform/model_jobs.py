@@ -14,7 +14,7 @@ import pandas as pd
 
 from mlplatform.jobs import load_usecase
 from mlplatform.spec import UseCase
-from mlplatform.training.run import PREDICTIONS_ARTIFACT
+from mlplatform.training.run import held_out_predictions as _predictions
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +24,6 @@ def reports_dir(usecase: str, home: Path) -> Path:
     from mlplatform.workspace import Workspace
 
     return Workspace.for_usecase(home, load_usecase(usecase).name).root / "reports"
-
-
-def _predictions(run_id: str) -> pd.DataFrame:
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=PREDICTIONS_ARTIFACT, dst_path=tmp
-        )
-        return pd.read_parquet(path)
 
 
 def selection_quality(result, spec: UseCase) -> float:
@@ -168,6 +158,7 @@ def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, 
 
     from mlplatform.battery import run_battery
     from mlplatform.data.catalogue import Catalogue
+    from mlplatform.governance.decision import champion_challenger, set_challenger
     from mlplatform.packaging.pyfunc import signature_frame
     from mlplatform.registry import models as reg
     from mlplatform.tracking import use_workspace
@@ -220,10 +211,10 @@ def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, 
         fairness,
     )
     passed = reg.record_battery(spec, version, results)
-    decision = reg.champion_challenger_gate(spec, version)
+    decision = champion_challenger(spec, version)
     alias = None
     try:
-        reg.set_challenger(spec, version, decision, home=home)
+        set_challenger(spec, version, decision, home=home)
         alias = reg.CHALLENGER
     except reg.PromotionRefused as exc:
         log.warning("%s", exc)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from mlplatform.governance import stages
 from mlplatform.governance.approvals import approve, fairness_problems
+from mlplatform.governance.decision import champion_challenger, set_challenger
 from mlplatform.governance.promotion import promote, rollback
 from mlplatform.governance.records import Refused, trail, verify
 from mlplatform.registry import models as reg
@@ -60,10 +61,10 @@ def _version(
     )
     detail = "400 requests: p99 2.5 ms" if battery_ok else "p99 31 ms > budget 10 ms"
     reg.record_battery(spec, v, {"unit": (True, "deterministic"), "load": (battery_ok, detail)})
-    decision = reg.champion_challenger_gate(spec, v)
+    decision = champion_challenger(spec, v)
     if battery_ok:
         assert decision.passed, decision.reason
-        reg.set_challenger(spec, v, decision, home=home, actor="pipeline")
+        set_challenger(spec, v, decision, home=home, actor="pipeline")
         assert reg.alias_version(spec, reg.CHALLENGER) == v
     return v
 
@@ -137,10 +138,10 @@ def test_a_fair_pass_needs_no_acceptance_and_a_fail_cannot_be_accepted(
          "fairness_passed": "false"},
     )
     reg.record_battery(spec, failed, {"unit": (True, "deterministic")})
-    decision = reg.champion_challenger_gate(spec, failed)
+    decision = champion_challenger(spec, failed)
     assert not decision.passed and "fairness gate FAIL" in decision.reason
     with pytest.raises(reg.PromotionRefused, match="fairness gate FAIL"):
-        reg.set_challenger(spec, failed, decision, home=gov_home, actor="pipeline")
+        set_challenger(spec, failed, decision, home=gov_home, actor="pipeline")
     problems = fairness_problems(spec, failed, {"business-owner": {"accept_fairness": "please"}})
     assert problems and "it cannot be accepted" in problems[0]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
+from mlplatform.governance.decision import champion_challenger, set_challenger
 from mlplatform.registry import models as reg
 
 pytestmark = pytest.mark.integration
@@ -42,10 +43,10 @@ def test_failed_battery_blocks_challenger(trained):
     spec, _, out = trained
     v = _register(spec, out, out["auc_recent"])
     with pytest.raises(reg.PromotionRefused, match="has not run"):
-        reg.set_challenger(spec, v, reg.champion_challenger_gate(spec, v))
+        set_challenger(spec, v, champion_challenger(spec, v))
     reg.record_battery(spec, v, {"unit": (True, ""), "load": (False, "p99 31 ms > 10 ms")})
     with pytest.raises(reg.PromotionRefused, match="load: failed: p99 31 ms"):
-        reg.set_challenger(spec, v, reg.champion_challenger_gate(spec, v))
+        set_challenger(spec, v, champion_challenger(spec, v))
     assert reg.alias_version(spec, reg.CHALLENGER) != v
 
 
@@ -57,15 +58,15 @@ def test_challenger_must_beat_champion_by_margin(trained):
     reg.client().set_registered_model_alias(f"{spec.name}-classifier", reg.CHAMPION, champ)
     same = _register(spec, out, q + spec.selection.champion_margin / 2)
     reg.record_battery(spec, same, {"unit": (True, "")})
-    decision = reg.champion_challenger_gate(spec, same)
+    decision = champion_challenger(spec, same)
     assert not decision.passed and "required margin" in decision.reason
     with pytest.raises(reg.PromotionRefused, match="stays a candidate"):
-        reg.set_challenger(spec, same, decision)
+        set_challenger(spec, same, decision)
     better = _register(spec, out, q + 0.01)
     reg.record_battery(spec, better, {"unit": (True, "")})
-    decision = reg.champion_challenger_gate(spec, better)
+    decision = champion_challenger(spec, better)
     assert decision.passed and decision.champion_version == champ
-    reg.set_challenger(spec, better, decision)
+    set_challenger(spec, better, decision)
     assert reg.alias_version(spec, reg.CHALLENGER) == better
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mlplatform.governance.decision import GateDecision, champion_challenger, set_challenger
 from mlplatform.jobs import features_job
 from mlplatform.registry import models as reg
 from mlplatform.training.run import train_candidate
@@ -111,9 +112,9 @@ def test_registry_lifecycle_on_postgres(postgres_uri, taxi, tmp_path, monkeypatc
     )
     reg.record_battery(taxi, version, {"unit": (True, "ok")})
     # The gate's own rules are tested on SQLite; here the registry operations run on PostgreSQL.
-    decision = reg.champion_challenger_gate(taxi, version)
+    decision = champion_challenger(taxi, version)
     assert decision.champion_version is None
-    reg.set_challenger(taxi, version, reg.GateDecision(True, "test", decision.challenger_quality))
+    set_challenger(taxi, version, GateDecision(True, "test", decision.challenger_quality))
     assert reg.alias_version(taxi, reg.CHALLENGER) == version
     assert reg.version_tags(taxi, version)["spec_hash"] == taxi.spec_hash()
     import mlflow

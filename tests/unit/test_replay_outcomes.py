@@ -39,15 +39,15 @@ def _events(canary: str = "promoted") -> list[dict]:
     return [
         _ev("2015-03", "retrained", 5.0, version="1", reasons=None),  # the first champion
         _ev("2015-04", "trigger", 110.0, reason="labels", held=""),
-        _ev("2015-04", "retrained", 150.0, version="2", reasons=["labels"], registry_gate="ok"),
-        _ev("2015-04", "gate", 160.0, version="2", passed=False, registry_passed=True,
-            head_to_head_passed=False),
+        _ev("2015-04", "retrained", 150.0, version="2", reasons=["labels"],
+            registry_gate="auc on recent 0.7001 does not beat champion v1 (0.7100, on the "
+            "same 800 held-out rows) by the required margin 0.002"),
+        _ev("2015-04", "gate", 160.0, version="2", passed=False, registry_passed=False),
         _ev("2015-06", "trigger", 310.0, "fare drifted", reason="drift", held="cooldown"),
         _ev("2015-08", "trigger", 510.0, "fare drifted", reason="drift", held=""),
         _ev("2015-09", "retrained", 640.0, version="3", reasons=["drift"], registry_gate="ok",
             battery_load="passed: p99 3.1 ms"),
-        _ev("2015-09", "gate", 650.0, version="3", passed=True, registry_passed=True,
-            head_to_head_passed=True),
+        _ev("2015-09", "gate", 650.0, version="3", passed=True, registry_passed=True),
         _ev("2015-09", "canary", 690.0, f"{canary}: 3 rounds", version="3"),
     ] + ([_ev("2015-09", "promoted", 691.0, "v3 is the champion", version="3")]
          if canary == "promoted" else [])  # fmt: skip
@@ -91,12 +91,11 @@ def test_a_retraining_that_stops_names_the_step():
     assert d2p["attempts"][0]["stopped_at"] == "canary: rolled_back: 3 rounds"
     attempts = retrain_attempts(_events())
     assert [a["version"] for a in attempts] == ["2", "3"]
-    assert attempts[0]["stopped_at"].startswith("head-to-head")
+    assert attempts[0]["stopped_at"].startswith("champion-challenger gate: auc on recent")
     refused = [
         _ev("2015-09", "retrained", 1.0, version="4", reasons=["drift"],
             registry_gate="battery failed (load: failed: p99 15.7 ms; budget 10.0 ms)"),
-        _ev("2015-09", "gate", 2.0, version="4", passed=False, registry_passed=False,
-            head_to_head_passed=True),
+        _ev("2015-09", "gate", 2.0, version="4", passed=False, registry_passed=False),
     ]  # fmt: skip
     assert "battery failed (load" in retrain_attempts(refused)[0]["stopped_at"]
 

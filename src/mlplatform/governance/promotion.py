@@ -27,6 +27,7 @@ from mlplatform.governance.approvals import (
     fairness_problems,
     version_exists,
 )
+from mlplatform.governance.decision import champion_challenger
 from mlplatform.governance.records import log_event, refuse, verify
 from mlplatform.registry import models as reg
 from mlplatform.spec import UseCase
@@ -81,7 +82,7 @@ def promotion_problems(spec: UseCase, version: str, home: Path) -> tuple[list[st
         problems.append(f"v{version} failed its test battery ({'; '.join(failures)})")
     if reg.alias_version(spec, reg.CHAMPION) != version:
         try:
-            decision = reg.champion_challenger_gate(spec, version)
+            decision = champion_challenger(spec, version)
         except KeyError as exc:  # a version registered outside register_job
             problems.append(f"champion-challenger gate cannot run: v{version} lacks {exc}")
         else:
@@ -101,7 +102,7 @@ def promote(
     problems, approvals = promotion_problems(spec, version, home)
     if problems:
         raise refuse(spec, home, "promotion", actor, version, problems)
-    gate = reg.champion_challenger_gate(spec, version)
+    gate = champion_challenger(spec, version)
     previous = reg.alias_version(spec, reg.CHAMPION)
     by_role = {role: rec["actor"] for role, rec in approvals.items()}
     accepted = next((r for r in approvals.values() if r.get("accept_fairness")), None)

@@ -254,32 +254,28 @@ class MonitoringCycle:
         return row
 
     def _act(self, month: str, fired, window: pd.DataFrame, inputs: pd.DataFrame) -> None:
-        """Retrain, gate, head-to-head, canary; every step is logged with the trigger."""
-        from mlplatform.monitoring.retrain import head_to_head
-
-        name = f"{self.spec.name}-classifier"
+        """Retrain, gate, canary; every step is logged with the trigger. The gate is the one
+        champion-challenger decision (mlplatform.governance.decision), taken at registration
+        against the champion of the moment on the candidate's newest held-out rows."""
         outcome = self._retrain(month, sorted({t.reason for t in fired}))
         retrained(self.cfg.policy, self.state)
-        h2h = head_to_head(self.spec, outcome.run_id, f"models:/{name}/{self.champion}")
-        registry = "passes" if outcome.challenger else "refuses"
+        verdict = "passes" if outcome.challenger else "refuses"
         self.replay.event(
             month,
             "gate",
-            f"registry gate {registry}; head-to-head {h2h.line()}",
+            f"champion-challenger gate {verdict}: {outcome.gate}",
             version=outcome.version,
-            passed=outcome.challenger and h2h.passed,
+            passed=outcome.challenger,
             registry_passed=outcome.challenger,
-            head_to_head_passed=h2h.passed,
         )
         result = None
-        if outcome.challenger and h2h.passed:
+        if outcome.challenger:
             result = self._canary(month, outcome, window, inputs)
         for t in fired:
             self.triggers.append(
                 t,
                 retrained_version=outcome.version,
                 registry_gate=outcome.gate,
-                head_to_head=h2h.line(),
                 canary=result,
             )
 

@@ -58,10 +58,8 @@ def _stopped_at(a: dict) -> str | None:
     gate = a.get("gate")
     if gate is None:
         return "not gated (the replay ended)"
-    if not gate.get("registry_passed", True):
-        return f"registry gate: {a['retrained'].get('registry_gate', '')}"
-    if not gate.get("head_to_head_passed", gate.get("passed")):
-        return f"head-to-head: {gate['message']}"
+    if not gate.get("passed", gate.get("registry_passed", True)):
+        return f"champion-challenger gate: {a['retrained'].get('registry_gate', '')}"
     canary = a.get("canary")
     if canary is not None and not canary["message"].startswith("promoted"):
         return f"canary: {canary['message']}"

@@ -26,6 +26,17 @@ log = logging.getLogger(__name__)
 PREDICTIONS_ARTIFACT = "evaluation/test_predictions.parquet"
 
 
+def held_out_predictions(run_id: str) -> pd.DataFrame:
+    """A training run's held-out rows with their label and probability, as it logged them."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=PREDICTIONS_ARTIFACT, dst_path=tmp
+        )
+        return pd.read_parquet(path)
+
+
 def _labels(df: pd.DataFrame, spec: UseCase) -> np.ndarray:
     return df[spec.label].astype("int64").to_numpy()
 
