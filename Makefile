@@ -9,6 +9,8 @@ SERVING_PY := .venv-serving/bin/python
 UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 DEB_PACKAGES := redis-server postgresql prometheus
+# The container engine of the image tests: docker when its daemon answers, else Debian's podman
+# + runc + debootstrap, installed and configured by images/engine.sh (.make/engine).
 
 .PHONY: help setup setup-serving lock run compile test test-unit test-slow lint schemas bench clean mlflow-ui serve canary
 
@@ -46,6 +48,11 @@ help: ## List the targets
 	fi
 	@touch $@
 
+.make/engine: images/engine.sh
+	@mkdir -p .make
+	@bash images/engine.sh >/dev/null
+	@touch $@
+
 setup: .venv/.stamp .venv-serving/.stamp .make/deb ## Create both locked environments (idempotent)
 
 setup-serving: .venv-serving/.stamp ## Only the serving environment
@@ -73,7 +80,7 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 endef
 
-test: setup lint ## Lint and run the default test suite (excludes slow tests)
+test: setup .make/engine lint ## Lint and run the default test suite (excludes slow tests)
 	$(call run_pytest,-m "not slow")
 
 test-unit: .venv/.stamp ## Only tests/unit: no servers, no pipeline runs, no notebooks (~2 min)
@@ -113,7 +120,7 @@ serve: setup ## Serve USECASE's registry ALIAS (default challenger) on 127.0.0.1
 	  --workers $(WORKERS)
 
 # ---- Kubeflow on kind: images, cluster, submit, deploy (README "Kubeflow on kind") ----------
-.PHONY: images cluster-up submit deploy cluster-down
+.PHONY: images base-image test-containers cluster-up submit deploy cluster-down
 KIND_CONTEXT := kind-mlplatform
 KFP_PORT ?= 8088
 MLFLOW_PORT ?= 5055
@@ -132,10 +139,15 @@ define with_port_forward
 	trap "kill $$pf 2>/dev/null" EXIT; sleep 3; $(2)
 endef
 
-images: .venv/.stamp ## docker build the component + serving images (MLPLATFORM_*_IMAGE)
-	$(call require_tools,docker)
+images: .venv/.stamp .make/engine ## Build the component + serving images with docker, else podman (first build: minutes)
 	@# Loaded into the kind cluster too when it exists (`kind load docker-image`).
 	$(CLI) cluster images $(if $(shell kind get clusters 2>/dev/null | grep -x mlplatform),--load)
+
+base-image: ## The offline base image (Debian bookworm + python 3.11 + uv) where no registry answers
+	@bash images/base-image.sh
+
+test-containers: setup .make/engine ## Only the image tests: built and run with the machine's engine
+	$(call run_pytest,-m containers)
 
 cluster-up: .venv/.stamp ## kind cluster + Kubeflow Pipelines + KServe + manifests/overlays/kind
 	$(call require_tools,docker kind kubectl)

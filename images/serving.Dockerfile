@@ -6,19 +6,27 @@
 #
 # On a cluster KServe's storage initializer copies the artifact to /mnt/models
 # (manifests/base/serving/servingruntime.yaml passes --model-uri /mnt/models).
-FROM python:3.11-slim
+# No registry here: `make base-image` builds mlplatform/base:bookworm (Debian's python 3.11 +
+# uv) offline and `make images` passes it. The default is a pinned tag (python:3.11-slim floats).
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ARG UV_VERSION=0.13.9
-RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+RUN command -v uv >/dev/null || pip install --no-cache-dir "uv==${UV_VERSION}"
 
+# `make images` on podman mounts the host's uv cache at /uv-cache and sets UV_NO_CACHE=0: the
+# lock then installs from wheels already on the machine, and the mount stays out of the layer.
+ARG UV_NO_CACHE=1
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    UV_NO_CACHE=1
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    UV_CACHE_DIR=/uv-cache \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=${UV_NO_CACHE}
 
 COPY requirements/serving.lock /tmp/serving.lock
-RUN uv venv --python /usr/local/bin/python3.11 /opt/venv \
-    && uv pip sync /tmp/serving.lock
+RUN uv venv --python python3.11 /opt/venv && uv pip sync /tmp/serving.lock
 
 WORKDIR /opt/mlplatform
 COPY pyproject.toml README.md ./

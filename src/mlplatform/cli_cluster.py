@@ -75,13 +75,19 @@ def tools() -> None:
 @cluster_app.command("images")
 def build_images(
     load: Annotated[bool, typer.Option("--load", help="Also `kind load docker-image`.")] = False,
+    only: Annotated[
+        str | None, typer.Option("--only", help="Build one image: component or serving.")
+    ] = None,
 ) -> None:
-    """docker build the component and serving images (MLPLATFORM_*_IMAGE name them)."""
+    """Build the component and serving images with docker, else podman (MLPLATFORM_*_IMAGE
+    name them; MLPLATFORM_BASE_IMAGE overrides the base: a pinned python tag for docker, the
+    offline Debian base `make base-image` builds for podman)."""
     from mlplatform.cluster import images
     from mlplatform.cluster.kind import CLUSTER_NAME
 
-    for name in _guard(images.build, _repo()):
-        typer.echo(f"built {name}")
+    which = (only,) if only else ("component", "serving")
+    for built in _guard(images.build, _repo(), which):
+        typer.echo(f"built {built.name}: {built.seconds} s, {built.size_mb} MB")
     if load:
         _guard(images.load_into_kind, CLUSTER_NAME)
 
