@@ -293,7 +293,9 @@ def test_prometheus_config_passes_promtool(tmp_path):
 def test_dockerfiles_build_from_the_locks():
     for name, lock in (("component", "pipeline.lock"), ("serving", "serving.lock")):
         text = (REPO_ROOT / "images" / f"{name}.Dockerfile").read_text()
-        assert text.startswith("#") and "FROM python:3.11-slim" in text
+        # A pinned base by default (python:3.11-slim floats), replaceable by the offline one.
+        assert text.startswith("#") and "ARG BASE_IMAGE=python:3.11.11-slim-bookworm" in text
+        assert "FROM ${BASE_IMAGE}" in text
         assert f"COPY requirements/{lock}" in text and "uv pip sync" in text
         ignore = REPO_ROOT / "images" / f"{name}.Dockerfile.dockerignore"
         assert ignore.resolve() == (REPO_ROOT / "images" / ".dockerignore").resolve()
