@@ -120,7 +120,7 @@ serve: setup ## Serve USECASE's registry ALIAS (default challenger) on 127.0.0.1
 	  --workers $(WORKERS)
 
 # ---- Kubeflow on kind: images, cluster, submit, deploy (README "Kubeflow on kind") ----------
-.PHONY: images base-image test-containers cluster-up submit deploy cluster-down
+.PHONY: images run-containers base-image test-containers cluster-up submit deploy cluster-down
 KIND_CONTEXT := kind-mlplatform
 KFP_PORT ?= 8088
 MLFLOW_PORT ?= 5055
@@ -142,6 +142,10 @@ endef
 images: .venv/.stamp .make/engine ## Build the component + serving images with docker, else podman (first build: minutes)
 	@# Loaded into the kind cluster too when it exists (`kind load docker-image`).
 	$(CLI) cluster images $(if $(shell kind get clusters 2>/dev/null | grep -x mlplatform),--load)
+
+run-containers: setup .make/engine ## make run with every task in the component image (builds it first)
+	$(CLI) cluster images --only component
+	$(CLI) run --usecase $(USECASE) --runner container
 
 base-image: ## The offline base image (Debian bookworm + python 3.11 + uv) where no registry answers
 	@bash images/base-image.sh

@@ -9,6 +9,44 @@ from pathlib import Path
 from kfp import local
 
 
+def run_training_in_containers(usecase: str, source: str, home: Path) -> dict:
+    """Run the training pipeline with kfp.local's DockerRunner: every task in the component
+    image, through the engine's Docker API (docker, or podman's service).
+
+    DockerRunner mounts the pipeline root, at the same path, into each task's container, so
+    the root is the platform home itself: the catalogue, feature store and MLflow's SQLite are
+    where the compiled pipeline's `home` says. The batch file is copied under the home first
+    (same bytes, same batch id), as a cluster's ingest reads from the shared volume."""
+    import shutil
+
+    from mlplatform.cluster.engine_socket import docker_api, local_image_name
+    from mlplatform.cluster.images import component_image
+
+    home = Path(home).resolve()
+    inbox = home / usecase / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    staged = inbox / Path(source).name
+    if not staged.exists() or staged.stat().st_size != Path(source).stat().st_size:
+        shutil.copy2(source, staged)
+    # components.COMPONENT_IMAGE is read when the components are defined, so the name the
+    # engine lists the local image under must be set before they are imported.
+    want = local_image_name(component_image())
+    if "components" not in sys.modules:
+        os.environ["MLPLATFORM_COMPONENT_IMAGE"] = want
+    import components
+    from pipelines import training
+
+    if want != components.COMPONENT_IMAGE:
+        raise RuntimeError(
+            f"the components were defined with image {components.COMPONENT_IMAGE!r}, the engine "
+            f"lists {want!r}: set MLPLATFORM_COMPONENT_IMAGE={want} before importing them"
+        )
+    with docker_api():
+        local.init(runner=local.DockerRunner(), pipeline_root=str(home), raise_on_error=True)
+        task = training.training_pipeline(usecase=usecase, source=str(staged), home=str(home))
+    return {"outputs": getattr(task, "outputs", {}), "source": str(staged)}
+
+
 def run_training(usecase: str, source: str, home: Path, pipeline_root: Path) -> dict:
     """Run the training pipeline in subprocesses of the current (locked) interpreter."""
     from pipelines.training import training_pipeline

@@ -543,9 +543,20 @@ def run(
         str, typer.Option("--source", help="Batch to ingest (default: the spec's source).")
     ] = "",
     home: HomeOpt = None,
+    runner: Annotated[
+        str,
+        typer.Option(
+            "--runner",
+            help="subprocess: each task in this environment (the default); container: each "
+            "task in the component image (`make images`) through docker or podman.",
+        ),
+    ] = "subprocess",
 ) -> None:
     """Run the training pipeline locally with kfp.local and print where everything went."""
     from mlplatform.jobs import source_path
+
+    if runner not in ("subprocess", "container"):
+        _fail(f"--runner {runner!r}: use subprocess or container")
 
     s = _spec(usecase)
     home_dir = _home(home).resolve()
@@ -567,8 +578,14 @@ def run(
         _fail(f"the pipelines package is not importable ({exc}); run from the repository root")
     started = time.time()
     try:
-        run_training(s.name, str(src), home_dir, root)
-    except RuntimeError as exc:
+        if runner == "container":
+            from pipelines.local import run_training_in_containers
+
+            root = home_dir  # DockerRunner mounts the pipeline root: the home itself
+            run_training_in_containers(s.name, str(src), home_dir)
+        else:
+            run_training(s.name, str(src), home_dir, root)
+    except Exception as exc:  # noqa: BLE001 - kfp raises RuntimeError; the engine its own
         from mlplatform.data.catalogue import BatchStatus, Catalogue
 
         ws_cat = Catalogue(home_dir / s.name / "catalogue.db")

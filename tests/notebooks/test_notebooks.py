@@ -135,7 +135,8 @@ def check_02(home: Path, usecase: str, text: str) -> None:
 def check_03(home: Path, usecase: str, text: str) -> None:
     slices = (home / "downloads" / "evaluation" / "slices.csv").read_text()
     assert all(a in slices for a in ("sex", "age_band", "education", "marriage"))
-    assert "fairness gate passed:" in text and "At threshold 0.5" in text
+    assert "fairness verdict: " in text and "At threshold 0.5" in text
+    assert "the gate verdict is " in text and "interval) between" in text
 
 
 def check_04(home: Path, usecase: str, text: str) -> None:
