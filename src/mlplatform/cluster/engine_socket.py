@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from mlplatform.cluster.images import engine
 
@@ -42,6 +43,7 @@ def docker_api() -> Iterator[str]:
     service = None
     if not _answers(url):
         print(f"starting the podman API service on {PODMAN_SOCKET}", flush=True)
+        Path(PODMAN_SOCKET).parent.mkdir(parents=True, exist_ok=True)
         service = subprocess.Popen(
             ["podman", "system", "service", "--time=0", url],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
