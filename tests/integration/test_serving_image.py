@@ -25,6 +25,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.containers]
 MOUNT = "/mnt/models"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _tracking(trained_taxi):
+    """The shared trained run's MLflow store (an earlier module may have pointed elsewhere)."""
+    from mlplatform.tracking import use_workspace
+
+    use_workspace(trained_taxi.home, trained_taxi.spec.name)
+
+
 @pytest.fixture(scope="module")
 def serving_image(repo_root):
     # Layers are cached: after the first build (the lock, ~2 min) this re-copies the source.
