@@ -223,14 +223,11 @@ def numeric_bounds(
     elif light_down:
         lower = lo - RANGE_MARGIN * span
     if integral:
-        upper = None if upper is None else float(math.ceil(upper))
-        lower = None if lower is None else float(math.floor(lower))
+        upper = None if upper is None else math.ceil(upper)
+        lower = None if lower is None else math.floor(lower)
     else:
         upper = None if upper is None else _round_out(upper, "up")
         lower = None if lower is None else _round_out(lower, "down")
-    if integral:
-        upper = None if upper is None else int(upper)
-        lower = None if lower is None else int(lower)
     note = f"observed {_fmt(lo)}..{_fmt(hi)}"
     if upper is None or (lower is None and lo < 0):
         note += "; long tail: no bound written on that side (the drift gate watches it)"
