@@ -109,8 +109,11 @@ def build_definitions(spec: UseCase, data_dir: Path) -> dict[str, object]:
 
 
 def feature_refs(spec: UseCase, data_dir: Path, online_only: bool = False) -> list[str]:
+    """`view:feature` references of the use case's views, in the spec's order."""
     refs = []
     for obj in build_definitions(spec, data_dir).values():
         if isinstance(obj, FeatureView) and (obj.online or not online_only):
-            refs.extend(f"{obj.name}:{f.name}" for f in obj.schema if f.name not in obj.join_keys)
+            # `features`, not `schema`: Feast builds `schema` from a set, so its order (and a
+            # training set's column order) would change from one process to the next.
+            refs.extend(f"{obj.name}:{f.name}" for f in obj.features if f.name not in obj.join_keys)
     return refs

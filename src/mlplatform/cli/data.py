@@ -1,50 +1,42 @@
-"""The `mlplatform` command line. Heavy libraries (TensorFlow, TFDV, Feast) load inside commands,
-so `--help` answers at once."""
+"""Data commands: `spec`, `init`, `schema build`, `ingest`, `batches`, `quarantine`,
+`features`. Each parses options, calls the library and prints; errors exit non-zero."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import logging
-import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mlplatform.cli_common import HomeOpt, UsecaseOpt, fail, home_of, spec_of
-from mlplatform.spec import spec_json_schema
-from mlplatform.workspace import PROJECT_ROOT, REPO_ROOT
-
-app = typer.Typer(
-    help="Reference ML platform: validated data, feature store, models, serving, governance.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+from mlplatform.cli.common import (
+    EXIT_REJECTED,
+    CommandGroup,
+    HomeOpt,
+    UsecaseOpt,
+    fail,
+    home_of,
+    spec_of,
 )
+from mlplatform.spec import spec_json_schema
+from mlplatform.workspace import PROJECT_ROOT
+
+commands = CommandGroup()
 quarantine_app = typer.Typer(help="Inspect and release quarantined batches.", no_args_is_help=True)
 batches_app = typer.Typer(help="The data catalogue: every ingested batch.", no_args_is_help=True)
 schema_app = typer.Typer(help="The TFDV schema derived from a use-case spec.", no_args_is_help=True)
 features_app = typer.Typer(help="The Feast feature store of a use case.", no_args_is_help=True)
-package_app = typer.Typer(help="The packaged MLflow model artifact.", no_args_is_help=True)
-models_app = typer.Typer(help="The model registry of a use case.", no_args_is_help=True)
-app.add_typer(quarantine_app, name="quarantine")
-app.add_typer(batches_app, name="batches")
-app.add_typer(schema_app, name="schema")
-app.add_typer(features_app, name="features")
-app.add_typer(package_app, name="package")
-app.add_typer(models_app, name="models")
-
-EXIT_REJECTED = 3  # a batch was quarantined: the pipeline must stop
-
-VersionOpt = Annotated[str | None, typer.Option("--version", help="Registry version.")]
-AliasOpt = Annotated[
-    str | None, typer.Option("--alias", help="Registry alias (default challenger).")
-]
-
 
 _fail, _spec, _home = fail, spec_of, home_of  # the names this module's commands use
+
+
+def register(app: typer.Typer) -> None:
+    """Add the data commands and groups to the main app."""
+    commands.register(app)
+    app.add_typer(quarantine_app, name="quarantine")
+    app.add_typer(batches_app, name="batches")
+    app.add_typer(schema_app, name="schema")
+    app.add_typer(features_app, name="features")
 
 
 def _gate(usecase: str, home: Path | None):
@@ -60,18 +52,7 @@ def _gate(usecase: str, home: Path | None):
     return Gate(spec, schema, Workspace.for_usecase(_home(home), spec.name))
 
 
-@app.callback()
-def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
-) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-@app.command()
+@commands.command()
 def spec(
     usecase: UsecaseOpt = "taxi",
     schema: Annotated[
@@ -92,7 +73,7 @@ def spec(
         typer.echo(f"  excluded: {'; '.join(excluded)}")
 
 
-@app.command()
+@commands.command()
 def init(
     name: Annotated[str, typer.Argument(help="Use-case name: lower case, digits, underscores.")],
     data: Annotated[Path, typer.Option("--from", help="A CSV or parquet file of the data.")],
@@ -189,7 +170,7 @@ def schema_build(
     typer.echo(f"wrote {path}")
 
 
-@app.command()
+@commands.command()
 def ingest(
     files: Annotated[list[Path], typer.Argument(help="CSV or parquet batch files, in order.")],
     usecase: UsecaseOpt = "taxi",
@@ -358,7 +339,7 @@ def features_build(
 ) -> None:
     """Rebuild Feast tables from accepted batches, apply definitions, materialize online."""
     from mlplatform.features.store import NoAcceptedData
-    from mlplatform.jobs import features_job
+    from mlplatform.jobs.data import features_job
 
     try:
         summary = features_job(_spec(usecase).name, _home(home), training_set)
@@ -388,263 +369,3 @@ def features_online(
     typer.echo(json.dumps(repo.online([row]), indent=2, default=str))
 
 
-def _model_uri(usecase: str, home: Path | None, version: str | None, alias: str | None) -> str:
-    from mlplatform.tracking import registered_model_name, use_workspace
-
-    s = _spec(usecase)
-    use_workspace(_home(home), s.name)
-    name = registered_model_name(s.name)
-    if version:
-        return f"models:/{name}/{version}"
-    return f"models:/{name}@{alias or 'challenger'}"
-
-
-@package_app.command("verify")
-def package_verify(
-    usecase: UsecaseOpt = "taxi",
-    home: HomeOpt = None,
-    version: VersionOpt = None,
-    alias: AliasOpt = None,
-    rows: Annotated[int, typer.Option("--rows", help="Sample size.")] = 200,
-    tolerance: Annotated[
-        float, typer.Option("--tolerance", help="Allowed max abs difference (Keras: 1e-6).")
-    ] = 0.0,
-) -> None:
-    """Rebuild a fresh env from the artifact's pinned requirements; prove identical predictions."""
-    import tempfile
-
-    import mlflow
-
-    from mlplatform.packaging.verify import verify
-
-    uri = _model_uri(usecase, home, version, alias)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = _download(uri, Path(tmp))
-        typer.echo(f"verifying {uri} (model {mlflow.models.Model.load(str(local)).model_uuid})")
-        sample = _sample_from_artifact(local, rows)
-        result = verify(uri, sample, Path(tmp) / "verify", tolerance)
-    typer.echo(
-        f"{result.rows} rows: max abs diff {result.max_abs_diff:.3g} (tolerance {result.tolerance})"
-    )
-    if not result.passed:
-        _fail(f"predictions differ in the rebuilt environment (worst: row {result.worst_row})", 1)
-
-
-@package_app.command("edge")
-def package_edge(
-    out: Annotated[Path, typer.Argument(help="Folder for the edge model + preprocessor.")],
-    usecase: UsecaseOpt = "taxi",
-    home: HomeOpt = None,
-    version: VersionOpt = None,
-    alias: AliasOpt = None,
-) -> None:
-    """Export to ONNX (logistic, XGBoost) or TFLite (Keras) with a parity check and timing."""
-    import tempfile
-
-    import mlflow
-
-    from mlplatform.packaging.edge import EdgeParityError, export_edge
-
-    uri = _model_uri(usecase, home, version, alias)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = _download(uri, Path(tmp))
-        pyfunc = mlflow.pyfunc.load_model(str(local))
-        try:
-            report = export_edge(
-                local / "artifacts" / "model_dir", out, pyfunc, _sample_from_artifact(local, 200)
-            )
-        except EdgeParityError as exc:
-            _fail(str(exc), 1)
-    typer.echo(report.to_json())
-
-
-def _download(uri: str, folder: Path) -> Path:
-    """The registered artifact copied into `folder`; a clear error when it does not exist."""
-    import mlflow
-
-    try:
-        return Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(folder)))
-    except Exception as exc:
-        _fail(f"{uri}: not found in the registry ({exc}); see `mlplatform models list`")
-
-
-def _sample_from_artifact(local: Path, rows: int):
-    """The artifact's own input example, repeated to `rows` rows."""
-    import pandas as pd
-    from mlflow.models import Model
-
-    example = Model.load(str(local)).load_input_example(str(local))
-    reps = -(-rows // len(example))
-    return pd.concat([example] * reps, ignore_index=True).head(rows)
-
-
-@models_app.command("list")
-def models_list(usecase: UsecaseOpt = "taxi", home: HomeOpt = None) -> None:
-    """Registered versions with their aliases, family, quality and battery result."""
-    from mlflow import MlflowClient
-
-    from mlplatform.tracking import registered_model_name, use_workspace
-
-    s = _spec(usecase)
-    use_workspace(_home(home), s.name)
-    c = MlflowClient()
-    name = registered_model_name(s.name)
-    versions = c.search_model_versions(f"name='{name}'")
-    if not versions:
-        typer.echo(f"no versions of {name} yet; `make run USECASE={s.name}` registers one")
-    for v in sorted(versions, key=lambda v: int(v.version)):
-        t = v.tags
-        typer.echo(
-            f"v{v.version:<3} {','.join(v.aliases) or '-':<20} {t.get('family', '?'):<9} "
-            f"quality {t.get('selection_quality', '?'):<9} "
-            f"battery {t.get('battery_passed', '?'):<6}"
-            f" {t.get('gate', '')}"
-        )
-
-
-@app.command()
-def score(
-    source: Annotated[Path, typer.Argument(help="CSV or parquet with the model's input columns.")],
-    output: Annotated[Path, typer.Argument(help="Parquet file to write.")],
-    usecase: UsecaseOpt = "taxi",
-    home: HomeOpt = None,
-    version: VersionOpt = None,
-    alias: AliasOpt = None,
-    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk.")] = 50_000,
-) -> None:
-    """Batch-score a file with a registered model; rows keep model and data versions."""
-    import mlflow
-
-    from mlplatform.packaging.scoring_check import ScoringMismatch
-    from mlplatform.serving.batch import score_file
-    from mlplatform.serving.contract import ContractError
-
-    uri = _model_uri(usecase, home, version, alias)
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except Exception as exc:
-        _fail(f"{uri}: cannot load ({exc}); see `mlplatform models list`")
-    mv = model.metadata.model_uuid
-    label = uri.split("models:/", 1)[1]
-    try:
-        res = score_file(model, label, source, output, chunk_rows)
-    except (FileNotFoundError, ValueError, ContractError, ScoringMismatch) as exc:
-        _fail(str(exc))
-    typer.echo(
-        f"scored {res.rows} rows with {res.model_version} ({mv}) in {res.seconds:.1f}s "
-        f"-> {res.output} (data version {res.data_version[:12]})"
-    )
-
-
-@app.command()
-def run(
-    usecase: UsecaseOpt = "taxi",
-    source: Annotated[
-        str, typer.Option("--source", help="Batch to ingest (default: the spec's source).")
-    ] = "",
-    home: HomeOpt = None,
-    runner: Annotated[
-        str,
-        typer.Option(
-            "--runner",
-            help="subprocess: each task in this environment (the default); container: each "
-            "task in the component image (`make images`) through docker or podman.",
-        ),
-    ] = "subprocess",
-) -> None:
-    """Run the training pipeline locally with kfp.local and print where everything went."""
-    from mlplatform.jobs import source_path
-
-    if runner not in ("subprocess", "container"):
-        _fail(f"--runner {runner!r}: use subprocess or container")
-
-    s = _spec(usecase)
-    home_dir = _home(home).resolve()
-    src = source_path(s, source or None)
-    if not src.exists():
-        _fail(f"{src}: the batch to ingest does not exist (check `source.path` in the spec)")
-    from mlplatform.validation.schema import StaleSchema, ensure_schema, schema_path
-
-    try:
-        if ensure_schema(s, PROJECT_ROOT) == "built":
-            typer.echo(f"built the missing schema {schema_path(PROJECT_ROOT, s.name)}")
-    except StaleSchema as exc:
-        _fail(str(exc))
-    root = home_dir / s.name / "pipeline_runs"
-    typer.echo(f"running pipeline mlplatform-training for {s.name} on {src}")
-    try:
-        from pipelines.local import run_training
-    except ImportError as exc:
-        _fail(f"the pipelines package is not importable ({exc}); run from the repository root")
-    started = time.time()
-    try:
-        if runner == "container":
-            from pipelines.local import run_training_in_containers
-
-            root = home_dir  # DockerRunner mounts the pipeline root: the home itself
-            run_training_in_containers(s.name, str(src), home_dir)
-        else:
-            run_training(s.name, str(src), home_dir, root)
-    except Exception as exc:  # noqa: BLE001 - kfp raises RuntimeError; the engine its own
-        from mlplatform.data.catalogue import BatchStatus, Catalogue
-
-        ws_cat = Catalogue(home_dir / s.name / "catalogue.db")
-        quarantined = ws_cat.list(s.name, BatchStatus.QUARANTINED)
-        hint = ""
-        if quarantined:
-            q = quarantined[-1]
-            hint = (
-                f"\nbatch {q.short_id} is quarantined: {q.status_reason[:400]}\n"
-                f"inspect: mlplatform quarantine show {q.short_id} -u {s.name}"
-            )
-        report = home_dir / s.name / "reports" / "selection.md"
-        if not quarantined and report.exists() and report.stat().st_mtime > started:
-            verdicts = [ln for ln in report.read_text().splitlines() if ln.startswith("|")]
-            hint = f"\nselection report: {report}\n" + "\n".join(verdicts)
-        _fail(f"pipeline failed: {exc}{hint}", EXIT_REJECTED if quarantined else 1)
-    ws = home_dir / s.name
-    summary = json.loads((ws / "feast" / "last_build.json").read_text())
-    typer.echo("\ndone. where everything went:")
-    typer.echo(f"  data catalogue   {ws / 'catalogue.db'}  (mlplatform batches list -u {s.name})")
-    typer.echo(f"  stored batches   {ws / 'batches'}")
-    typer.echo(f"  quarantine       {ws / 'quarantine'}  (mlplatform quarantine list)")
-    typer.echo(f"  feast registry   {summary['registry']}")
-    typer.echo(f"  online store     {summary['online_store']}")
-    typer.echo(
-        f"  training set     {summary.get('training_set')} "
-        f"({summary.get('training_rows')} rows, label rate {summary.get('label_rate')})"
-    )
-    typer.echo(f"  pipeline runs    {root}")
-    reg = ws / "reports" / "registration.json"
-    if reg.exists():
-        r = json.loads(reg.read_text())
-        typer.echo(f"  mlflow           {ws.parent / 'mlflow' / 'mlflow.db'}  (make mlflow-ui)")
-        typer.echo(f"  selection report {ws / 'reports' / 'selection.md'} (+ pareto.png)")
-        typer.echo(
-            f"  registered       {s.name}-classifier v{r['version']} ({r['family']}), "
-            f"alias: {r['alias'] or 'none'}; gate: {r['gate']}"
-        )
-        for check, verdict in r["battery"].items():
-            typer.echo(f"    battery {check:<12} {verdict[:150]}")
-
-
-@app.command("compile")
-def compile_pipelines(
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = REPO_ROOT
-    / "pipelines"
-    / "compiled",
-) -> None:
-    """Compile every pipeline to KFP YAML (submit it to Kubeflow Pipelines)."""
-    from pipelines import batch_scoring, training
-
-    for module in (training, batch_scoring):
-        typer.echo(f"wrote {module.compile_to(out)}")
-
-
-# Command groups kept in their own modules; each exposes register(app).
-for _module in ("serving", "governance", "monitoring", "cluster"):
-    importlib.import_module(f"mlplatform.cli_{_module}").register(app)
-
-
-if __name__ == "__main__":
-    app()

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mlplatform.cli_common import HomeOpt, UsecaseOpt, fail, home_of, spec_of
+from mlplatform.cli.common import HomeOpt, UsecaseOpt, fail, home_of, spec_of
 
 monitor_app = typer.Typer(
     help="Monitoring: Prometheus, drift, delayed labels, retraining triggers, replay.",
@@ -156,7 +156,7 @@ def simulate_cmd(
     canary: Annotated[bool, typer.Option(help="Canary on real servers before promotion")] = True,
 ) -> None:
     """Replay the taxi timeline month by month: drift, triggers, retraining, gate, canary."""
-    from mlplatform.monitoring.replay import ReplayConfig, run_replay
+    from mlplatform.monitoring.replay.driver import ReplayConfig, run_replay
 
     spec = spec_of("taxi")
     if drift_column not in {c.name for c in spec.feature_columns}:

@@ -23,6 +23,30 @@ HomeOpt = Annotated[
 ]
 
 
+EXIT_REJECTED = 3  # a batch was quarantined: the pipeline must stop
+
+
+class CommandGroup:
+    """Top-level commands a module defines, added to the main app by its `register(app)`
+    (typer binds a command to one app at decoration time)."""
+
+    def __init__(self) -> None:
+        self._commands: list[tuple[tuple, dict, object]] = []
+
+    def command(self, *args, **kwargs):
+        """Like `typer.Typer.command`: remembers the function for `register`."""
+
+        def remember(fn):
+            self._commands.append((args, kwargs, fn))
+            return fn
+
+        return remember
+
+    def register(self, app: typer.Typer) -> None:
+        for args, kwargs, fn in self._commands:
+            app.command(*args, **kwargs)(fn)
+
+
 def fail(msg: str, code: int = 2) -> NoReturn:
     """Print `error: msg` in red on stderr and exit with `code`."""
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mlplatform.cli_common import HomeOpt, UsecaseOpt, fail, home_of, spec_of
+from mlplatform.cli.common import HomeOpt, UsecaseOpt, fail, home_of, spec_of
 
 canary_app = typer.Typer(
     help="Canary releases: a share of traffic to the challenger, judged round by round, "
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         The challenger's server starts too, at 0% until `mlplatform canary start`."""
         from mlflow import MlflowClient
 
-        from mlplatform.serving import local_stack as ls
+        from mlplatform.release import local_stack as ls
         from mlplatform.tracking import registered_model_name, tracking_uri
 
         spec, h = spec_of(usecase), home_of(home)
@@ -123,9 +123,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Release the deployment's challenger: analysis rounds until promotion or rollback."""
-        from mlplatform.serving import local_stack as ls
-        from mlplatform.serving.canary import CanaryRefused, local_controller
-        from mlplatform.serving.release import ReleaseError, describe, load_policy
+        from mlplatform.release import local_stack as ls
+        from mlplatform.release.canary import CanaryRefused, local_controller
+        from mlplatform.release.files import ReleaseError, describe, load_policy
 
         spec, h = spec_of(usecase), home_of(home)
         try:
@@ -174,8 +174,8 @@ def register(app: typer.Typer) -> None:
     @canary_app.command("status")
     def canary_status(usecase: UsecaseOpt = "taxi", home: HomeOpt = None) -> None:
         """The running (or last) canary's rounds and the router's live weights."""
-        from mlplatform.serving import local_stack as ls
-        from mlplatform.serving.canary import LocalRouterBackend
+        from mlplatform.release import local_stack as ls
+        from mlplatform.release.canary import LocalRouterBackend
 
         spec, h = spec_of(usecase), home_of(home)
         status_file = _state_dir(h, spec.name) / "canary.json"
@@ -200,8 +200,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Send all traffic back to the champion now; the running controller then stops."""
-        from mlplatform.serving import local_stack as ls
-        from mlplatform.serving.canary import LocalRouterBackend
+        from mlplatform.release import local_stack as ls
+        from mlplatform.release.canary import LocalRouterBackend
 
         spec, h = spec_of(usecase), home_of(home)
         try:
@@ -224,9 +224,9 @@ def register(app: typer.Typer) -> None:
         """`make canary`: a bad challenger rolled back, a good one promoted (after `make run`).
 
         Runs on loopback against a copy of the registry, so your lifecycle is untouched."""
-        from mlplatform.serving.canary_demo import DemoError, run_demo
-        from mlplatform.serving.local_stack import StackError
-        from mlplatform.serving.release import ReleaseError, load_policy
+        from mlplatform.release.demo import DemoError, run_demo
+        from mlplatform.release.local_stack import StackError
+        from mlplatform.release.files import ReleaseError, load_policy
         from mlplatform.workspace import REPO_ROOT
 
         spec, h = spec_of(usecase), home_of(home)

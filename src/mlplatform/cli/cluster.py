@@ -198,7 +198,7 @@ def canary(
 ) -> None:
     """Set canaryTrafficPercent of the use case's InferenceService (manual promote/rollback)."""
     from mlplatform.cluster.layout import NAMESPACE
-    from mlplatform.serving.kserve_backend import KServeBackend
+    from mlplatform.release.kserve_backend import KServeBackend
 
     backend = KServeBackend.from_kubeconfig(usecase, NAMESPACE, context=_context(context))
     _guard(backend.set_challenger_percent, percent)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from mlplatform.cli_common import HomeOpt, fail, home_of, spec_of
+from mlplatform.cli.common import HomeOpt, fail, home_of, spec_of
 from mlplatform.governance.reproduction import DEFAULT_TOLERANCE
 
 EXIT_REFUSED = 1

@@ -1,0 +1,3 @@
+from mlplatform.cli.main import app
+
+app()
