@@ -60,10 +60,11 @@ def build_config(
     rule_files: Sequence[Path] = (),
     scrape_interval_s: float = 5.0,
     evaluation_interval_s: float | None = None,
+    alertmanagers: Sequence[str] = (),
 ) -> dict:
-    """The prometheus.yml content as a dict."""
+    """The prometheus.yml content as a dict; `alertmanagers` (host:port) receive the alerts."""
     interval = _duration(scrape_interval_s)
-    return {
+    config = {
         "global": {
             "scrape_interval": interval,
             "scrape_timeout": interval if scrape_interval_s < 10 else "10s",
@@ -75,6 +76,13 @@ def build_config(
             for job, addrs in targets.jobs().items()
         ],
     }
+    if alertmanagers:
+        config["alerting"] = {
+            "alertmanagers": [
+                {"api_version": "v2", "static_configs": [{"targets": list(alertmanagers)}]}
+            ]
+        }
+    return config
 
 
 def rule_files(rules_dir: Path = RULES_DIR) -> list[Path]:
@@ -116,6 +124,7 @@ class PrometheusServer:
         rules: Sequence[Path] | None = None,
         scrape_interval_s: float = 5.0,
         retention: str = "2h",
+        alertmanagers: Sequence[str] = (),
     ) -> None:
         self.targets = targets
         self.port = port or free_port()
@@ -124,6 +133,7 @@ class PrometheusServer:
         self.rules = list(rule_files() if rules is None else rules)
         self.scrape_interval_s = scrape_interval_s
         self.retention = retention
+        self.alertmanagers = tuple(alertmanagers)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -140,7 +150,9 @@ class PrometheusServer:
 
     def write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        config = build_config(self.targets, self.rules, self.scrape_interval_s)
+        config = build_config(
+            self.targets, self.rules, self.scrape_interval_s, alertmanagers=self.alertmanagers
+        )
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         return self.config_path
 
