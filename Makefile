@@ -8,7 +8,7 @@ SERVING_PY := .venv-serving/bin/python
 # uv: the machine's, or the copy `make` installs with pip on first use.
 UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
-DEB_PACKAGES := redis-server postgresql prometheus
+DEB_PACKAGES := redis-server postgresql prometheus prometheus-alertmanager
 # The container engine of the image tests: docker when its daemon answers, else Debian's podman
 # + runc + debootstrap, installed and configured by images/engine.sh (.make/engine).
 
@@ -95,7 +95,9 @@ bench: setup ## Benchmarks (ratios measured side by side): bench/*.py
 	$(PY) bench/init_ranges.py --reps 1000
 	$(PY) bench/fairness_gate.py --sets 1000
 	$(PY) bench/models.py
+	$(PY) bench/memory.py
 	$(PY) bench/serving.py
+	$(PY) bench/scoring.py
 
 clean: ## Remove runtime state (.mlplatform); `make clean USECASE=x` only x's; environments stay
 	@if [ "$(origin USECASE)" = "command line" ]; then \
@@ -199,3 +201,13 @@ notebooks-strip: .venv/.stamp ## Clear outputs and execution counts of notebooks
 	  --ClearMetadataPreprocessor.enabled=True \
 	  --ClearMetadataPreprocessor.preserve_cell_metadata_mask=tags \
 	  --ClearMetadataPreprocessor.clear_notebook_metadata=False notebooks/*.ipynb
+
+# ---- Spark: a standalone cluster on loopback for `score --engine spark` (README "Spark") ---
+.PHONY: spark-up spark-down
+SPARK_PORT ?= 7077
+SPARK_UI_PORT ?= 8090
+spark-up: .venv/.stamp ## Spark standalone master + 2 workers (1 core / 2g each) on 127.0.0.1:SPARK_PORT
+	$(PY) -m mlplatform.spark.cluster up --port $(SPARK_PORT) --webui-port $(SPARK_UI_PORT)
+
+spark-down: .venv/.stamp ## Stop the cluster of `make spark-up` (only the processes it started)
+	$(PY) -m mlplatform.spark.cluster down

@@ -12,7 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from mlplatform.jobs import features_job, gate_for, source_path
+from mlplatform.jobs.data import features_job, gate_for, source_path
 from mlplatform.training.run import train_candidate
 
 FAMILIES = ("logistic", "xgboost", "keras")

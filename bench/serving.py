@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlplatform.serving.local_stack import READY
+from mlplatform.release.local_stack import READY
 
 REPO = Path(__file__).resolve().parents[1]
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"  # the client and the echo floor
@@ -153,7 +153,7 @@ def load(server: Server, tmp: Path, warmup: float = 0.0, **opts) -> dict:
 
 def prepare_model(home: Path) -> tuple[str, str]:
     """Gate, features and one logistic candidate in `home`, registered; (tracking, model) URIs."""
-    from mlplatform.jobs import features_job, gate_for, source_path
+    from mlplatform.jobs.data import features_job, gate_for, source_path
     from mlplatform.registry import models as reg
     from mlplatform.training.run import train_candidate
 
@@ -230,7 +230,7 @@ def start_servers(
         ),
         "router": Server(
             "router",
-            [py, "-m", "mlplatform.serving.router", "--champion", ours.base]
+            [py, "-m", "mlplatform.release.router", "--champion", ours.base]
             + ["--challenger", ours.base, "--challenger-percent", "0", "--port", "{port}"],
             READY["router"],
             OURS_PATH,
@@ -265,13 +265,13 @@ def start_servers(
 
 def bench_canary(ours: Server, case: str, faults: list[str], policy, rate: float, tmp: Path):
     """A bad challenger (a fault proxy in front of `ours`) canaried until it is rolled back."""
-    from mlplatform.serving.canary import CanaryController, LocalRouterBackend, MetricsSource
+    from mlplatform.release.canary import CanaryController, LocalRouterBackend, MetricsSource
 
     py = str(SERVING_PY)
     ours.settle()  # the previous case's queue is worked off before this one is judged
     proxy = Server(
         f"faults-{case}",
-        [py, "-m", "mlplatform.serving.faults", "--upstream", ours.base, "--seed", "7"]
+        [py, "-m", "mlplatform.release.faults", "--upstream", ours.base, "--seed", "7"]
         + [*faults, "--port", "{port}"],
         READY["faults"],
         OURS_PATH,
@@ -280,7 +280,7 @@ def bench_canary(ours: Server, case: str, faults: list[str], policy, rate: float
     )
     router = Server(
         f"router-{case}",
-        [py, "-m", "mlplatform.serving.router", "--champion", ours.base]
+        [py, "-m", "mlplatform.release.router", "--champion", ours.base]
         + ["--challenger", proxy.base, "--challenger-percent", "0", "--port", "{port}"],
         READY["router"],
         OURS_PATH,
@@ -517,7 +517,7 @@ def main() -> None:
         raise SystemExit(f"{SERVING_PY} is missing: `make setup-serving` builds it")
     if bool(args.model_uri) != bool(args.tracking_uri):
         raise SystemExit("--model-uri and --tracking-uri go together")
-    from mlplatform.serving.canary import CanaryPolicy
+    from mlplatform.release.canary import CanaryPolicy
 
     # 10% of 100 req/s in 3 s rounds is 30 challenger requests a round (20 are needed).
     policy = CanaryPolicy(

@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Markdown, Output
+from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components import COMPONENT_IMAGE
 
@@ -19,13 +19,26 @@ def train_model(usecase: str, family: str, home: str, training_set: Input[Datase
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def evaluate_model(usecase: str, run_id: str, home: str) -> str:
-    """TFMA slice metrics and the fairness gate for one candidate; returns the run id."""
+def evaluate_model(
+    usecase: str,
+    run_id: str,
+    home: str,
+    metrics: Output[Metrics],
+    curves: Output[ClassificationMetrics],
+) -> str:
+    """TFMA slice metrics and the fairness gate for one candidate; returns the run id.
+    `metrics` carries the overall numbers, `curves` the held-out ROC and confusion matrix."""
     from pathlib import Path
 
-    from mlplatform.model_jobs import evaluate_job
+    from mlplatform.jobs.models import curves_job, evaluate_job
 
-    return evaluate_job(usecase, run_id, Path(home))["run_id"]
+    out = evaluate_job(usecase, run_id, Path(home))
+    for name, value in out["metrics"].items():
+        metrics.log_metric(name, value)
+    c = curves_job(usecase, run_id, Path(home))
+    curves.log_roc_curve(c.fpr, c.tpr, c.thresholds)
+    curves.log_confusion_matrix(list(c.categories), c.confusion)
+    return out["run_id"]
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -42,25 +55,42 @@ def select_model(
     from collections import namedtuple
     from pathlib import Path
 
-    from mlplatform.model_jobs import reports_dir, select_job
+    from mlplatform.jobs.models import reports_dir, select_job
 
     folder = reports_dir(usecase, Path(home))
     out = select_job(usecase, [logistic_run, xgboost_run, keras_run], Path(home), folder)
-    shutil.copy(out["report"], report.path)
+    shutil.copy(out["report_embedded"], report.path)  # the Pareto plot inside the Markdown
     winner = namedtuple("Winner", ["run_id", "model_uri", "family"])
     return winner(out["run_id"], out["model_uri"], out["family"])
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def register_model(
-    usecase: str, run_id: str, model_uri: str, home: str, training_set: Input[Dataset]
+    usecase: str,
+    run_id: str,
+    model_uri: str,
+    home: str,
+    training_set: Input[Dataset],
+    model: Output[Model],
 ) -> str:
-    """Register the winner, run the test battery, apply the champion-challenger gate."""
+    """Register the winner, run the test battery, apply the champion-challenger gate. `model`
+    names the registered version (`models:/...` URI, alias, battery, gate)."""
     import json
     from pathlib import Path
 
-    from mlplatform.model_jobs import register_job
+    from mlplatform.jobs.models import register_job
 
     out = register_job(usecase, run_id, model_uri, Path(training_set.path), Path(home))
     print(json.dumps(out, indent=2))
+    model.metadata.update(
+        {
+            "registered_uri": out["registered_uri"],
+            "version": out["version"],
+            "family": out["family"],
+            "alias": out["alias"] or "",
+            "battery_passed": out["battery_passed"],
+            "gate": out["gate"],
+        }
+    )
+    Path(model.path).write_text(out["registered_uri"] + "\n")
     return out["version"]

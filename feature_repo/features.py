@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from mlplatform.features.definitions import build_definitions
-from mlplatform.jobs import load_usecase
+from mlplatform.spec import load_usecase
 
 _spec = load_usecase(os.environ.get("MLPLATFORM_USECASE", "taxi"))
 _home = Path(os.environ.get("MLPLATFORM_HOME", Path(__file__).resolve().parents[1] / ".mlplatform"))

@@ -21,9 +21,17 @@ def batch_scoring_pipeline(
     source: str = "",
     home: str = "/data/mlplatform",
     model_alias: str = "champion",
+    spark_master: str = "",  # empty: score in the task; spark://host:7077: on that cluster
 ):
     task = small(
-        score_batch(usecase=usecase, source=source, home=home, model_alias=model_alias), memory="4G"
+        score_batch(
+            usecase=usecase,
+            source=source,
+            home=home,
+            model_alias=model_alias,
+            spark_master=spark_master,
+        ),
+        memory="4G",
     )
     task.set_display_name("score-batch")
 

@@ -47,6 +47,15 @@ def run_training_in_containers(usecase: str, source: str, home: Path) -> dict:
     return {"outputs": getattr(task, "outputs", {}), "source": str(staged)}
 
 
+def training_task_names() -> dict[str, str]:
+    """kfp.local's task names (`train-model-2`) mapped to the pipeline's display names
+    (`train-xgboost`), which say which family a task trains."""
+    from pipelines.training import training_pipeline
+
+    tasks = training_pipeline.pipeline_spec.root.dag.tasks
+    return {key: task.task_info.name for key, task in tasks.items()}
+
+
 def run_training(usecase: str, source: str, home: Path, pipeline_root: Path) -> dict:
     """Run the training pipeline in subprocesses of the current (locked) interpreter."""
     from pipelines.training import training_pipeline

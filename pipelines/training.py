@@ -27,9 +27,10 @@ def training_pipeline(usecase: str = "taxi", source: str = "", home: str = "/dat
     ingest.set_display_name("ingest-data")
     validate = small(validate_data(usecase=usecase, batch_id=ingest.output, home=home))
     validate.set_display_name("validate-data")
+    # ~1 GB peak for taxi since the training set is retrieved in runs (ADR 0028).
     features = small(
         build_features(usecase=usecase, home=home, accepted_batch=validate.outputs["Output"]),
-        memory="4G",
+        memory="2G",
     )
     features.set_display_name("build-features")
     training_set = features.outputs["training_set"]
@@ -42,7 +43,7 @@ def training_pipeline(usecase: str = "taxi", source: str = "", home: str = "/dat
         train.set_display_name(f"train-{family}")
         evaluate = small(evaluate_model(usecase=usecase, run_id=train.output, home=home))
         evaluate.set_display_name(f"evaluate-{family}")
-        runs[family] = evaluate.output
+        runs[family] = evaluate.outputs["Output"]
     select = small(
         select_model(
             usecase=usecase,
@@ -63,6 +64,9 @@ def training_pipeline(usecase: str = "taxi", source: str = "", home: str = "/dat
         )
     )
     register.set_display_name("register-model")
+    # Registration talks to the MLflow server on a cluster: a restart or a dropped connection
+    # is worth two more tries before the run fails (kfp.local runs it once).
+    register.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
 
 
 def compile_to(out_dir: Path) -> Path:

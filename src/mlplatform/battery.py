@@ -4,18 +4,16 @@
   values and unseen categories (minimum-functionality and invariance checks).
 - integration: the artifact scores the most recent accepted batch completely and sanely.
 - load: bounded single-row requests at a target rate through the server's request path
-  (mlplatform.serving.scoring); p99 within the spec's budget.
+  (mlplatform.packaging.request_scoring); p99 within the spec's budget.
 - fairness: the evaluation's fairness gate on protected attributes.
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 
-from mlplatform.packaging.latency import serving_heap
+from mlplatform.packaging.latency import time_requests
 from mlplatform.spec import UseCase
 
 Result = tuple[bool, str]
@@ -76,38 +74,18 @@ def load_check(
     rate: float = LOAD_RATE_PER_S,
 ) -> Result:
     """Paced single-row requests through the server's request path (contract, then model;
-    mlplatform.serving.scoring); the p99 of their latency must stay within the budget."""
-    from mlplatform.serving.scoring import request_scorer, single_row_bodies
-
-    score = request_scorer(model)
-    bodies = single_row_bodies(rows, requests)
-    for body in bodies[:10]:
-        score(body)
-    interval = 1.0 / rate
-    lat, errors, first_error = [], 0, None
-    with serving_heap():  # the collector as the model server runs it
-        start = time.perf_counter()
-        for i, body in enumerate(bodies):
-            wait = start + i * interval - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            t0 = time.perf_counter()
-            try:
-                score(body)
-            except Exception as exc:  # a failing request is a finding, not a crash
-                errors += 1
-                first_error = first_error or f"{type(exc).__name__}: {exc}"[:200]
-            lat.append((time.perf_counter() - t0) * 1000)
-        elapsed = time.perf_counter() - start
-    p99 = float(np.percentile(lat, 99))
+    mlplatform.packaging.request_scoring); the p99 of their latency must stay within the budget."""
+    # A failing request is a finding, not a crash.
+    timed = time_requests(model, rows, requests, warmup=10, rate=rate, count_errors=True)
+    p99 = timed.percentile(99)
     detail = (
-        f"{requests} requests at {rate:.0f}/s target ({requests / elapsed:.0f}/s achieved): "
-        f"p50 {np.percentile(lat, 50):.2f} ms, p99 {p99:.2f} ms, {errors} errors; "
-        f"budget {budget_ms} ms"
+        f"{requests} requests at {rate:.0f}/s target ({requests / timed.seconds:.0f}/s "
+        f"achieved): p50 {timed.percentile(50):.2f} ms, p99 {p99:.2f} ms, {timed.errors} "
+        f"errors; budget {budget_ms} ms"
     )
-    if first_error:
-        detail += f"; first error: {first_error}"
-    return p99 <= budget_ms and errors == 0, detail
+    if timed.first_error:
+        detail += f"; first error: {timed.first_error}"
+    return p99 <= budget_ms and timed.errors == 0, detail
 
 
 def run_battery(

@@ -364,14 +364,18 @@ class Kpi(_Strict):
 
 
 class Alerts(_Strict):
-    sink: Literal["log", "file", "webhook"] = "file"
+    sink: Literal["log", "file", "webhook", "alertmanager"] = "file"
     path: str = Field(default="alerts.jsonl", description="For `file`: relative to the workspace.")
-    url: str | None = None
+    url: str | None = Field(
+        default=None,
+        description="For `webhook`: the URL posted to; for `alertmanager`: Alertmanager's base "
+        "URL (the v2 API, POST /api/v2/alerts).",
+    )
 
     @model_validator(mode="after")
     def _url(self) -> Alerts:
-        if self.sink == "webhook" and not self.url:
-            raise ValueError("alerts: sink 'webhook' needs a `url`")
+        if self.sink in ("webhook", "alertmanager") and not self.url:
+            raise ValueError(f"alerts: sink {self.sink!r} needs a `url`")
         return self
 
 
@@ -623,6 +627,13 @@ def resolve_usecase(name_or_path: str, root: Path) -> Path:
     if p.suffix in (".yaml", ".yml"):
         return p if p.is_absolute() else (Path.cwd() / p)
     return root / "usecases" / f"{name_or_path}.yaml"
+
+
+def load_usecase(name_or_path: str) -> UseCase:
+    """The use case named `taxi` (under the project root) or given by a YAML path."""
+    from mlplatform.workspace import PROJECT_ROOT
+
+    return load_spec(resolve_usecase(name_or_path, PROJECT_ROOT))
 
 
 def spec_json_schema() -> dict:

@@ -18,8 +18,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pyarrow_hotfix  # noqa: F401 - refuses pickled extension types in user files (CVE-2023-47248)
 import yaml
 
+from mlplatform.data.ingest import detect_format
 from mlplatform.spec import BINARY_SPELLINGS, quote_name
 
 MAX_CATEGORIES = 50  # more distinct strings than this: free text (`string`), no allowed list
@@ -73,7 +75,7 @@ class Draft:
 
 def read_table(path: Path) -> tuple[pd.DataFrame, str]:
     """The file as pandas with the types its reader infers (as ingest reads it), and format."""
-    fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
+    fmt = detect_format(path)
     try:
         if fmt == "parquet":
             table = pq.read_table(path)

@@ -8,18 +8,18 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlplatform.workspace import REPO_ROOT
+from mlplatform.workspace import REPO_ROOT, mlflow_dir
 
 
 def tracking_uri(home: Path) -> str:
     """SQLite-backed MLflow under the platform home (a server URI can replace it)."""
-    db = Path(home).resolve() / "mlflow" / "mlflow.db"
+    db = mlflow_dir(home) / "mlflow.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{db}"
 
 
 def artifact_root(home: Path) -> str:
-    root = Path(home).resolve() / "mlflow" / "artifacts"
+    root = mlflow_dir(home) / "artifacts"
     root.mkdir(parents=True, exist_ok=True)
     return root.as_uri()
 

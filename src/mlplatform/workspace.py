@@ -26,10 +26,20 @@ class Workspace:
 
     @classmethod
     def for_usecase(cls, home: Path, usecase: str) -> Workspace:
-        ws = cls(Path(home).resolve() / usecase)
+        """The use case's tree under `home`, its data folders made on first use."""
+        ws = cls.locate(home, usecase)
         for sub in (ws.batches, ws.quarantine, ws.feast):
             sub.mkdir(parents=True, exist_ok=True)
         return ws
+
+    @classmethod
+    def locate(cls, home: Path, usecase: str) -> Workspace:
+        """The use case's tree under `home`, creating nothing (for readers)."""
+        return cls(Path(home).resolve() / usecase)
+
+    @property
+    def home(self) -> Path:
+        return self.root.parent
 
     @property
     def catalogue(self) -> Path:
@@ -47,5 +57,31 @@ class Workspace:
     def feast(self) -> Path:
         return self.root / "feast"
 
+    @property
+    def reports(self) -> Path:
+        """The newest selection report and registration outcome, for people."""
+        return self.root / "reports"
+
+    @property
+    def monitoring(self) -> Path:
+        """Request logs, labels, triggers and the replay's state."""
+        return self.root / "monitoring"
+
+    @property
+    def pipeline_runs(self) -> Path:
+        """kfp.local's pipeline root for the subprocess runner."""
+        return self.root / "pipeline_runs"
+
+    @property
+    def serving(self) -> Path:
+        """The local deployment's state (ports, processes, release), shared by the home."""
+        return self.home / "serving" / self.root.name
+
     def batch_dir(self, batch_id: str) -> Path:
         return self.batches / batch_id
+
+
+def mlflow_dir(home: Path) -> Path:
+    """The home's MLflow store: `mlflow.db` (tracking + registry) and `artifacts/`, shared by
+    every use case of the home."""
+    return Path(home).resolve() / "mlflow"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlplatform.jobs import features_job
+from mlplatform.jobs.data import features_job
 from mlplatform.spec import UseCase, load_spec
 from mlplatform.tracking import use_workspace
 from mlplatform.training.run import train_candidate
@@ -71,3 +71,37 @@ def train_workspace(usecase: str, home: Path) -> TrainedWorkspace:
 @pytest.fixture(scope="session")
 def trained_taxi(tmp_path_factory) -> TrainedWorkspace:
     return train_workspace("taxi", tmp_path_factory.mktemp("trained-taxi") / "home")
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory):
+    """A real Spark standalone cluster on 127.0.0.1: master + 2 workers of 1 core / 2g, on free
+    ports, its pids and logs in a temporary folder; stopped (by those pids) after the session."""
+    from mlplatform.spark.cluster import start_cluster, stop_cluster
+
+    state = tmp_path_factory.mktemp("spark-cluster")
+    cluster = start_cluster(state, workers=2, worker_cores=1, worker_memory="2g")
+    try:
+        yield cluster
+    finally:
+        from pyspark.sql import SparkSession
+
+        session = SparkSession.getActiveSession()
+        if session is not None:
+            session.stop()
+        stop_cluster(state)
+
+
+@pytest.fixture
+def spark(spark_cluster):
+    """A SparkSession on the test cluster using both workers (driver 1g, executors 1g): the
+    same one for every test (getOrCreate) unless a test stopped it to free the cores."""
+    from mlplatform.spark.cluster import spark_session
+
+    session = spark_session(
+        spark_cluster.master_url,
+        app_name="mlplatform-tests",
+        conf={"spark.cores.max": str(spark_cluster.cores), "spark.ui.showConsoleProgress": "false"},
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session

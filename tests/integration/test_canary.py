@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from mlplatform.registry import models as reg
-from mlplatform.serving import local_stack as ls
-from mlplatform.serving.canary import (
+from mlplatform.release import local_stack as ls
+from mlplatform.release.canary import (
     CanaryController,
     CanaryPolicy,
     CanaryResult,
@@ -29,7 +29,7 @@ from mlplatform.serving.canary import (
     judge,
     quantile,
 )
-from mlplatform.serving.load import PacedLoad
+from mlplatform.release.load import PacedLoad
 from mlplatform.tracking import tracking_uri
 
 pytestmark = pytest.mark.integration
@@ -319,7 +319,7 @@ def test_analysis_can_read_from_prometheus(stack, capsys):
     from urllib.parse import urlsplit
 
     from mlplatform.monitoring.prometheus import PrometheusServer, ScrapeTargets
-    from mlplatform.serving.canary import prometheus_source
+    from mlplatform.release.canary import prometheus_source
 
     with routed(stack, stack.challenger) as (router, challenger, kpi_url, _):
         targets = ScrapeTargets(

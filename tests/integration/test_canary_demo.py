@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 from mlplatform.registry import models as reg
-from mlplatform.serving.canary_demo import DemoError, run_demo
-from mlplatform.serving.release import load_policy
+from mlplatform.release.demo import DemoError, run_demo
+from mlplatform.release.files import load_policy
 from mlplatform.tracking import tracking_uri
 from mlplatform.workspace import REPO_ROOT
 
@@ -32,7 +32,7 @@ def registered(trained_taxi, tmp_path_factory):
 @pytest.fixture(scope="module")
 def candidate(trained_taxi, tmp_path_factory):
     """A battery-passing `challenger`, registered the way the pipeline does it."""
-    from mlplatform.model_jobs import evaluate_job, register_job
+    from mlplatform.jobs.models import evaluate_job, register_job
 
     home = tmp_path_factory.mktemp("demo-candidate") / "home"
     shutil.copytree(trained_taxi.home, home)

@@ -93,7 +93,7 @@ def test_register_job_publishes_the_model_card(trained_taxi, registered, reprodu
     """The hook at the end of `register_job`: card logged (md + html) to the version's run."""
     import mlflow
 
-    from mlplatform.model_jobs import register_job
+    from mlplatform.jobs.models import register_job
 
     home, _ = registered
     spec = trained_taxi.spec
@@ -135,7 +135,7 @@ def test_card_carries_tfma_slices_after_evaluation(trained_taxi, registered, rep
     import mlflow
 
     from mlplatform.governance.cards import build_markdown
-    from mlplatform.model_jobs import evaluate_job
+    from mlplatform.jobs.models import evaluate_job
 
     home, _ = registered
     _, run_id = reproduced

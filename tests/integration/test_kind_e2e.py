@@ -147,7 +147,7 @@ def test_train_on_kfp_then_serve_with_kserve_and_move_the_canary(cluster):
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert json.loads(resp.read())["ready"] is True
     # 3. The canary controller's backend moves the share on the real InferenceService.
-    from mlplatform.serving.kserve_backend import KServeBackend
+    from mlplatform.release.kserve_backend import KServeBackend
 
     backend = KServeBackend.from_kubeconfig("taxi", "mlplatform", context=CONTEXT)
     backend.set_challenger_percent(0)

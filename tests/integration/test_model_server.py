@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from mlplatform.registry import models as reg
-from mlplatform.serving import local_stack as ls
+from mlplatform.release import local_stack as ls
 from mlplatform.tracking import tracking_uri
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from mlplatform.monitoring.performance import LabelLog, join_labels, performance
 from mlplatform.monitoring.prometheus import PrometheusServer, ScrapeTargets, free_port
 from mlplatform.monitoring.windows import read_log
 from mlplatform.registry import models as reg
-from mlplatform.serving import local_stack as ls
+from mlplatform.release import local_stack as ls
 from mlplatform.tracking import tracking_uri
 
 pytestmark = [

@@ -15,7 +15,7 @@ import pytest
 from mlplatform.features.store import FeatureRepo
 from mlplatform.features.tables import aggregate_column_names
 from mlplatform.registry import models as reg
-from mlplatform.serving import local_stack as ls
+from mlplatform.release import local_stack as ls
 from mlplatform.tracking import tracking_uri, use_workspace
 from mlplatform.training.preprocessing import model_inputs
 from mlplatform.workspace import Workspace

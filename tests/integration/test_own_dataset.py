@@ -87,7 +87,7 @@ def test_init_and_run_take_an_unshipped_dataset_to_a_served_challenger(tmp_path,
 
     import mlflow
 
-    from mlplatform.serving import local_stack as ls
+    from mlplatform.release import local_stack as ls
     from mlplatform.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(home))
@@ -186,7 +186,7 @@ def test_the_shipped_tables_with_string_labels_through_init(
     tmp_path, repo_root, shared_data, name, label, words
 ):
     """taxi and credit as a stranger would bring them: labels in words, no spec but init's."""
-    from mlplatform.jobs import load_usecase
+    from mlplatform.spec import load_usecase
 
     source = (repo_root / load_usecase(name).source.path).resolve()
     df = pd.read_csv(source)

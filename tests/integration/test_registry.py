@@ -98,7 +98,7 @@ def test_package_verify_rebuilds_env_with_identical_predictions(trained, tmp_pat
 def test_batch_scoring_keeps_versions_and_matches_pyfunc(trained, tmp_path):
     import pandas as pd
 
-    from mlplatform.serving.batch import score_file
+    from mlplatform.jobs.scoring import score_file
 
     spec, home, out = trained
     model = mlflow.pyfunc.load_model(out["model_uri"])
@@ -115,6 +115,9 @@ def test_batch_scoring_keeps_versions_and_matches_pyfunc(trained, tmp_path):
     assert result.rows == len(scored) == len(pd.read_parquet(source))
     assert set(scored["model_version"]) == {"taxi-classifier/test"}
     assert scored["data_version"].str.len().eq(64).all()
+    # One chunk of all 15,002 rows: a request's 10,000-row cap is not batch scoring's.
+    whole = score_file(model, "taxi-classifier/test", source, tmp_path / "one-chunk.parquet")
+    assert whole.rows == result.rows
     first = model.predict(model.input_example)
     assert first["probability"].min() >= 0 and first["probability"].max() <= 1
     bad = tmp_path / "bad.csv"
@@ -128,8 +131,8 @@ def test_batch_scoring_refuses_a_model_this_environment_scores_differently(
     trained, trained_taxi, tmp_path
 ):
     """No file of skewed scores: the packed reference rows are re-scored before any chunk."""
+    from mlplatform.jobs.scoring import score_file
     from mlplatform.packaging.scoring_check import ScoringMismatch
-    from mlplatform.serving.batch import score_file
 
     spec, home, out = trained
     model = mlflow.pyfunc.load_model(str(trained_taxi.skewed_model(tmp_path / "model")))

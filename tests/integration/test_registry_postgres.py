@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlplatform.governance.decision import GateDecision, champion_challenger, set_challenger
-from mlplatform.jobs import features_job
+from mlplatform.jobs.data import features_job
 from mlplatform.registry import models as reg
 from mlplatform.training.run import train_candidate
 from mlplatform.validation.quarantine import Gate

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlplatform.monitoring.release import canary_release
-from mlplatform.serving.local_stack import StackError
+from mlplatform.monitoring.replay.canary import canary_release
+from mlplatform.release.local_stack import StackError
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from mlplatform.monitoring.replay import ReplayConfig, run_replay
+from mlplatform.monitoring.replay.driver import ReplayConfig, run_replay
 from mlplatform.monitoring.triggers import TriggerLog, trigger_log_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

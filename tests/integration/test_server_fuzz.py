@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from mlplatform.registry import models as reg
-from mlplatform.serving import local_stack as ls
+from mlplatform.release import local_stack as ls
 from mlplatform.tracking import tracking_uri, use_workspace
 
 pytestmark = pytest.mark.integration
@@ -27,8 +27,8 @@ UNSUPPORTED = {
     ("POST", "/v2/repository/models/{model_name}/load"),  # management: no model repository
     ("POST", "/v2/repository/models/{model_name}/unload"),  # would stop the server serving
     ("POST", "/v1/models/{model_name}:explain"),  # no explainer
-    ("GET", "/v2/models/{model_name}/versions/{model_version}/ready"),  # no versioning
 }
+# Every 4xx must carry the protocol's `{"error": ...}` body, FastAPI's own 404/405/422 included.
 # 5xx the fuzz may tolerate while a known bug is open (code, text in the answer). Empty: the
 # overflow 500 and the model_version 501 it found are fixed and pinned by the tests below.
 KNOWN_5XX: dict[str, tuple[int, str]] = {}
@@ -59,7 +59,7 @@ def _signature_body_schema(model_uri: str) -> dict:
     """The v1 body as JSON Schema, from the signature: every field, numbers or text, or null."""
     import mlflow
 
-    from mlplatform.serving.contract import Contract
+    from mlplatform.packaging.contract import Contract
 
     contract = Contract.from_schema(mlflow.models.get_model_info(model_uri).signature.inputs)
     kinds = {"double": ["number", "null"], "string": ["string", "null"]}
@@ -119,8 +119,22 @@ def _run(strategy, max_examples: int, base: str, seen: dict, server_errors: list
                 f"{resp.status_code} {case.method} {case.formatted_path} "
                 f"body={str(case.body)[:300]!r}: {resp.text[:300]}"
             )
+        elif resp.status_code >= 400 and not _is_error_body(resp.text):
+            server_errors.append(
+                f"{resp.status_code} without an {{\"error\": ...}} body: {case.method} "
+                f"{case.formatted_path}: {resp.text[:300]}"
+            )
 
     send()
+
+
+def _is_error_body(text: str) -> bool:
+    """The Open Inference Protocol's error body: a JSON object with a non-empty `error`."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), str) and bool(body["error"])
 
 
 def test_fuzz_from_openapi_no_5xx_and_still_serving(server, capsys):
@@ -181,9 +195,48 @@ def test_unsupported_operations_are_not_server_errors(server):
     codes = {
         "load": _call("POST", f"{base}/v2/repository/models/{MODEL}/load"),
         "explain": _call("POST", f"{base}/v1/models/{MODEL}:explain", _valid_body(model_uri)),
-        "versioned ready": _call("GET", f"{base}/v2/models/{MODEL}/versions/1/ready"),
     }
-    assert all(code < 500 for code in codes.values()), codes
+    assert codes == {"load": 404, "explain": 404}, codes
+
+
+def test_model_metadata_describes_the_contract_and_the_version(server):
+    """`GET /v2/models/{name}`: one input tensor per signature field, the outputs, and the
+    registry version served, which version-addressed routes then accept (and only it)."""
+    import mlflow
+
+    base, _, model_uri = server
+    code, text = _get(f"{base}/v2/models/{MODEL}")
+    meta = json.loads(text)
+    assert code == 200 and meta["name"] == MODEL, text
+    signature = mlflow.pyfunc.load_model(model_uri).metadata.get_input_schema()
+    assert [i["name"] for i in meta["inputs"]] == [c.name for c in signature.inputs]
+    assert {i["datatype"] for i in meta["inputs"]} <= {"FP64", "BYTES"}
+    assert all(i["shape"] == [-1] for i in meta["inputs"] + meta["outputs"])
+    assert [o["name"] for o in meta["outputs"]][:2] == ["probability", "prediction"]
+    (version,) = meta["versions"]
+    assert version.isdigit(), meta["versions"]
+    code, text = _get(f"{base}/v2/models/{MODEL}/versions/{version}/ready")
+    assert code == 200 and json.loads(text)["ready"] is True, text
+    code, text = _get(f"{base}/v2/models/{MODEL}/versions/{version}")
+    assert code == 200 and json.loads(text)["versions"] == [version], text
+    code, text = _get(f"{base}/v2/models/{MODEL}/versions/{int(version) + 1}/ready")
+    assert code == 404 and _is_error_body(text), (code, text)
+
+
+def test_framework_errors_answer_the_protocols_error_body(server):
+    base, _, _ = server
+    code, text = _get(f"{base}/no/such/route")
+    assert code == 404 and _is_error_body(text), (code, text)
+    req = urllib.request.Request(
+        f"{base}/v2/models/{MODEL}/infer", b'{"inputs": "not a list"}',
+        {"Content-Type": "application/json"},
+    )
+    try:
+        urllib.request.urlopen(req, timeout=30)
+        code, text = 200, ""
+    except urllib.error.HTTPError as err:
+        code, text = err.code, err.read().decode()
+    assert 400 <= code < 500 and _is_error_body(text), (code, text)
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -70,6 +70,39 @@ def test_pipeline_runs_locally_and_reports_locations(tmp_path, repo_root, taxi):
     assert "evaluation/slices.csv" in artifacts and "evaluation/tfma" in artifacts
     listed = _run(repo_root, "models", "list", "-u", "taxi", "--home", str(home))
     assert "challenger" in listed.stdout
+    _reads_like_a_product(out, home, reg)
+    _kfp_native_artifacts(runs[0], reg)
+
+
+def _reads_like_a_product(out, home, reg) -> None:
+    """A line per task, named by family, with its result; kfp.local's own output, the tasks'
+    logs and library warnings in the run's log file instead of the terminal."""
+    lines = out.stdout.splitlines() + out.stderr.splitlines()
+    assert len(lines) < 60, "\n".join(lines)
+    for task in ("train-logistic", "train-xgboost", "train-keras", "evaluate-keras"):
+        assert any(task in line and "✓" in line for line in out.stdout.splitlines()), task
+    assert "accepted (15,002 rows)" in out.stdout and "AUC 0." in out.stdout
+    assert f"Winner: {reg['family']}" in out.stdout
+    (log,) = (home / "taxi" / "pipeline_runs" / "logs").glob("training-*.log")
+    assert f"task logs: {log}" in out.stdout
+    text = log.read_text()
+    assert "Executing task" in text and "finished with status" in text
+    assert "Executing task" not in out.stdout + out.stderr
+
+
+def _kfp_native_artifacts(run_dir, reg) -> None:
+    """What the KFP UI shows: the gate's HTML view, metrics and curves per candidate, the
+    selection report with its plot inside, the registered model's URI."""
+    (view,) = (run_dir / "validate-data").rglob("view")
+    page = view.read_text()
+    assert "<b>accepted</b>" in page and "TFDV statistics" in page and "facets" in page.lower()
+    (metrics,) = (run_dir / "evaluate-model").rglob("metrics")
+    (curves,) = (run_dir / "evaluate-model").rglob("curves")
+    assert metrics.exists() and curves.exists()
+    (report,) = (run_dir / "select-model").rglob("report")
+    assert "data:image/png;base64," in report.read_text()
+    (model,) = (run_dir / "register-model").rglob("model")
+    assert model.read_text().strip() == f"models:/taxi-classifier/{reg['version']}"
 
 
 def test_pipeline_stops_on_a_bad_batch(tmp_path, repo_root, taxi):
@@ -104,6 +137,18 @@ def test_compiled_pipeline_is_current_and_loads(tmp_path, repo_root):
     } <= set(tasks)
     names = {t["taskInfo"]["name"] for t in tasks.values()}
     assert {"train-logistic", "train-xgboost", "train-keras", "evaluate-keras"} <= names
+    types = {
+        (comp, name): art["artifactType"]["schemaTitle"]
+        for comp, body in spec["components"].items()
+        for name, art in body.get("outputDefinitions", {}).get("artifacts", {}).items()
+    }
+    assert types[("comp-validate-data", "view")] == "system.HTML"
+    assert types[("comp-evaluate-model", "metrics")] == "system.Metrics"
+    assert types[("comp-evaluate-model", "curves")] == "system.ClassificationMetrics"
+    assert types[("comp-select-model", "report")] == "system.Markdown"
+    assert types[("comp-register-model", "model")] == "system.Model"
+    register = spec["root"]["dag"]["tasks"]["register-model"]
+    assert register["retryPolicy"]["maxRetryCount"] == 2
     loaded = components.load_component_from_file(str(checked_in))
     assert loaded.name == "mlplatform-training"
     from pipelines.batch_scoring import compile_to as compile_batch

@@ -14,7 +14,7 @@ import pytest
 from mlplatform.data.sampling import sample_batch
 from mlplatform.monitoring.requestlog import RequestLog, RequestLogConfig, record_each_row
 from mlplatform.monitoring.windows import by_period, read_log
-from mlplatform.serving.contract import Contract, ContractError, Field
+from mlplatform.packaging.contract import Contract, ContractError, Field
 from mlplatform.training.run import train_candidate
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repo, for tests.conftest
-from mlplatform.jobs import features_job
+from mlplatform.jobs.data import features_job
 from mlplatform.spec import load_spec
 from mlplatform.validation.quarantine import Gate
 from mlplatform.validation.schema import build_schema

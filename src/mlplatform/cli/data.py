@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -341,8 +342,13 @@ def features_build(
     from mlplatform.features.store import NoAcceptedData
     from mlplatform.jobs.data import features_job
 
+    started = time.monotonic()
+
+    def step(name: str) -> None:
+        typer.echo(f"[{time.monotonic() - started:6.1f} s] {name}", err=True)
+
     try:
-        summary = features_job(_spec(usecase).name, _home(home), training_set)
+        summary = features_job(_spec(usecase).name, _home(home), training_set, step)
     except NoAcceptedData as exc:
         _fail(str(exc))
     typer.echo(json.dumps(summary, indent=2))

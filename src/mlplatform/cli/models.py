@@ -30,14 +30,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _model_uri(usecase: str, home: Path | None, version: str | None, alias: str | None) -> str:
-    from mlplatform.tracking import registered_model_name, use_workspace
+    from mlplatform.registry.models import selector_uri
+    from mlplatform.tracking import use_workspace
 
     s = _spec(usecase)
     use_workspace(_home(home), s.name)
-    name = registered_model_name(s.name)
-    if version:
-        return f"models:/{name}/{version}"
-    return f"models:/{name}@{alias or 'challenger'}"
+    return selector_uri(s.name, version, alias)
 
 
 @package_app.command("verify")
@@ -146,34 +144,86 @@ def models_list(usecase: UsecaseOpt = "taxi", home: HomeOpt = None) -> None:
 @commands.command()
 def score(
     source: Annotated[Path, typer.Argument(help="CSV or parquet with the model's input columns.")],
-    output: Annotated[Path, typer.Argument(help="Parquet file to write.")],
+    output: Annotated[
+        Path,
+        typer.Argument(help="Parquet file to write (--engine spark: a Parquet dataset folder)."),
+    ],
     usecase: UsecaseOpt = "taxi",
     home: HomeOpt = None,
     version: VersionOpt = None,
     alias: AliasOpt = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk.")] = 50_000,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local: this process, chunk by chunk. spark: a Spark cluster (--master) with "
+            "mlflow.pyfunc.spark_udf; rows the contract refuses go to OUTPUT.rejected/.",
+        ),
+    ] = "local",
+    master: Annotated[
+        str | None,
+        typer.Option(
+            "--master",
+            envvar="SPARK_MASTER",
+            help="Spark master URL for --engine spark, e.g. spark://127.0.0.1:7077 "
+            "(`make spark-up` starts one and prints it).",
+        ),
+    ] = None,
 ) -> None:
     """Batch-score a file with a registered model; rows keep model and data versions."""
-    import mlflow
-
-    from mlplatform.packaging.scoring_check import ScoringMismatch
-    from mlplatform.jobs.scoring import score_file
+    if engine == "spark":
+        _score_on_spark(source, output, usecase, home, version, alias, master)
+        return
+    if engine != "local":
+        _fail(f"--engine {engine!r}: choose local or spark")
+    from mlplatform.cli.run_view import rows_progress
+    from mlplatform.jobs.scoring import ScoringLoadError, score_job
     from mlplatform.packaging.contract import ContractError
+    from mlplatform.packaging.scoring_check import ScoringMismatch
 
-    uri = _model_uri(usecase, home, version, alias)
+    s = _spec(usecase)
     try:
-        model = mlflow.pyfunc.load_model(uri)
-    except Exception as exc:
-        _fail(f"{uri}: cannot load ({exc}); see `mlplatform models list`")
-    mv = model.metadata.model_uuid
-    label = uri.split("models:/", 1)[1]
-    try:
-        res = score_file(model, label, source, output, chunk_rows)
-    except (FileNotFoundError, ValueError, ContractError, ScoringMismatch) as exc:
+        with rows_progress("scoring") as progress:
+            res = score_job(
+                s.name, source, output, _home(home), version, alias, chunk_rows, progress
+            )
+    except (
+        FileNotFoundError, ValueError, ContractError, ScoringMismatch, ScoringLoadError
+    ) as exc:
         _fail(str(exc))
     typer.echo(
-        f"scored {res.rows} rows with {res.model_version} ({mv}) in {res.seconds:.1f}s "
+        f"scored {res.rows} rows with {res.model_version} in {res.seconds:.1f}s "
         f"-> {res.output} (data version {res.data_version[:12]})"
     )
+
+
+def _score_on_spark(source, output, usecase, home, version, alias, master) -> None:
+    """`score --engine spark`: the same job on a Spark cluster (mlplatform.spark.scoring)."""
+    if not master:
+        _fail("--engine spark needs --master URL (or SPARK_MASTER), e.g. "
+              "spark://127.0.0.1:7077; `make spark-up` starts a cluster on this machine")
+    from mlplatform.jobs.scoring import ScoringLoadError, score_job_spark
+    from mlplatform.packaging.scoring_check import ScoringMismatch
+    from mlplatform.spark.scoring import rejected_examples
+
+    s = _spec(usecase)
+    try:
+        res = score_job_spark(s.name, source, output, _home(home), master, version, alias)
+    except (FileNotFoundError, ValueError, ScoringMismatch, ScoringLoadError) as exc:
+        _fail(str(exc))
+    diff = "none packed" if res.check_max_abs_diff is None else f"{res.check_max_abs_diff:.2g}"
+    typer.echo(
+        f"scored {res.rows} rows with {res.model_version} on {master} in {res.seconds:.1f}s "
+        f"-> {res.output}/ (data version {res.data_version[:12]}; executors' scoring check: "
+        f"max diff {diff})"
+    )
+    if res.rejected:
+        typer.secho(
+            f"warning: {res.rejected} row(s) refused by the model's contract were not scored; "
+            f"they are in {res.rejected_output}/ with the reason in column `row_error`, e.g. "
+            + "; ".join(rejected_examples(res, 3)),
+            fg=typer.colors.YELLOW, err=True,
+        )
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from mlplatform.cli.common import HomeOpt, UsecaseOpt, fail, home_of, spec_of
+from mlplatform.workspace import Workspace
 
 monitor_app = typer.Typer(
     help="Monitoring: Prometheus, drift, delayed labels, retraining triggers, replay.",
@@ -110,7 +111,7 @@ def labels_cmd(
     from mlplatform.monitoring.performance import LabelLog
 
     spec = spec_of(usecase)
-    path = home_of(home).resolve() / spec.name / "monitoring" / "labels.jsonl"
+    path = Workspace.locate(home_of(home), spec.name).monitoring / "labels.jsonl"
     try:
         items = [json.loads(line) for line in labels_file.read_text().splitlines() if line.strip()]
         n = LabelLog(path, spec.label_spec).append(items)
@@ -169,4 +170,7 @@ def simulate_cmd(
         initial_months=initial_months,
         canary=canary,
     )
-    run_replay(cfg)
+    from mlplatform.cli.run_view import rows_progress
+
+    with rows_progress("replay windows") as progress:
+        run_replay(cfg, progress)

@@ -3,7 +3,7 @@ pipeline to KFP YAML for a cluster)."""
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +19,7 @@ from mlplatform.cli.common import (
     home_of,
     spec_of,
 )
-from mlplatform.workspace import PROJECT_ROOT, REPO_ROOT
+from mlplatform.workspace import PROJECT_ROOT, REPO_ROOT, Workspace
 
 commands = CommandGroup()
 
@@ -46,9 +46,22 @@ def run(
             "task in the component image (`make images`) through docker or podman.",
         ),
     ] = "subprocess",
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Stream every task's output to the terminal, as kfp.local prints it (default: "
+            "one line per task with its result; the full output goes to a log file).",
+        ),
+    ] = False,
 ) -> None:
-    """Run the training pipeline locally with kfp.local and print where everything went."""
+    """Run the training pipeline locally with kfp.local: one line per task with its key result,
+    the full task logs in a file under the home, then where everything went."""
+    from mlplatform.cli.run_view import log_tail, output_to, task_lines
     from mlplatform.jobs.data import source_path
+    from mlplatform.jobs.progress import training_results
+    from mlplatform.jobs.run_report import where_everything_went, why_it_stopped
 
     if runner not in ("subprocess", "container"):
         _fail(f"--runner {runner!r}: use subprocess or container")
@@ -65,14 +78,18 @@ def run(
             typer.echo(f"built the missing schema {schema_path(PROJECT_ROOT, s.name)}")
     except StaleSchema as exc:
         _fail(str(exc))
-    root = home_dir / s.name / "pipeline_runs"
+    root = Workspace.locate(home_dir, s.name).pipeline_runs
     typer.echo(f"running pipeline mlplatform-training for {s.name} on {src}")
     try:
-        from pipelines.local import run_training
+        from pipelines.local import run_training, training_task_names
     except ImportError as exc:
         _fail(f"the pipelines package is not importable ({exc}); run from the repository root")
     started = time.time()
-    try:
+    log_path = root / "logs" / f"training-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    verbose = verbose or logging.getLogger().level <= logging.DEBUG
+
+    def pipeline() -> None:
+        nonlocal root
         if runner == "container":
             from pipelines.local import run_training_in_containers
 
@@ -80,47 +97,29 @@ def run(
             run_training_in_containers(s.name, str(src), home_dir)
         else:
             run_training(s.name, str(src), home_dir, root)
-    except Exception as exc:  # noqa: BLE001 - kfp raises RuntimeError; the engine its own
-        from mlplatform.data.catalogue import BatchStatus, Catalogue
 
-        ws_cat = Catalogue(home_dir / s.name / "catalogue.db")
-        quarantined = ws_cat.list(s.name, BatchStatus.QUARANTINED)
-        hint = ""
-        if quarantined:
-            q = quarantined[-1]
-            hint = (
-                f"\nbatch {q.short_id} is quarantined: {q.status_reason[:400]}\n"
-                f"inspect: mlplatform quarantine show {q.short_id} -u {s.name}"
-            )
-        report = home_dir / s.name / "reports" / "selection.md"
-        if not quarantined and report.exists() and report.stat().st_mtime > started:
-            verdicts = [ln for ln in report.read_text().splitlines() if ln.startswith("|")]
-            hint = f"\nselection report: {report}\n" + "\n".join(verdicts)
-        _fail(f"pipeline failed: {exc}{hint}", EXIT_REJECTED if quarantined else 1)
-    ws = home_dir / s.name
-    summary = json.loads((ws / "feast" / "last_build.json").read_text())
-    typer.echo("\ndone. where everything went:")
-    typer.echo(f"  data catalogue   {ws / 'catalogue.db'}  (mlplatform batches list -u {s.name})")
-    typer.echo(f"  stored batches   {ws / 'batches'}")
-    typer.echo(f"  quarantine       {ws / 'quarantine'}  (mlplatform quarantine list)")
-    typer.echo(f"  feast registry   {summary['registry']}")
-    typer.echo(f"  online store     {summary['online_store']}")
-    typer.echo(
-        f"  training set     {summary.get('training_set')} "
-        f"({summary.get('training_rows')} rows, label rate {summary.get('label_rate')})"
-    )
-    typer.echo(f"  pipeline runs    {root}")
-    reg = ws / "reports" / "registration.json"
-    if reg.exists():
-        r = json.loads(reg.read_text())
-        typer.echo(f"  mlflow           {ws.parent / 'mlflow' / 'mlflow.db'}  (make mlflow-ui)")
-        typer.echo(f"  selection report {ws / 'reports' / 'selection.md'} (+ pareto.png)")
-        typer.echo(
-            f"  registered       {s.name}-classifier v{r['version']} ({r['family']}), "
-            f"alias: {r['alias'] or 'none'}; gate: {r['gate']}"
+    try:
+        if verbose:
+            pipeline()
+        else:
+            typer.echo(f"task logs: {log_path}")
+            results = training_results(s, home_dir, started)
+            with (
+                task_lines(training_task_names(), results) as progress,
+                output_to(log_path, progress.feed),
+            ):
+                pipeline()
+    except Exception as exc:  # noqa: BLE001 - kfp raises RuntimeError; the engine its own
+        why = why_it_stopped(s, home_dir, started)
+        tail = ""
+        if not verbose and not why.quarantined:
+            tail = f"\nthe log's end ({log_path}):\n{log_tail(log_path)}"
+        _fail(
+            f"pipeline failed: {exc}{why.hint}{tail}", EXIT_REJECTED if why.quarantined else 1
         )
-        for check, verdict in r["battery"].items():
-            typer.echo(f"    battery {check:<12} {verdict[:150]}")
+    typer.echo("\ndone. where everything went:")
+    for line in where_everything_went(s, home_dir, root):
+        typer.echo(line)
 
 
 @commands.command("compile")

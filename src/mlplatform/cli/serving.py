@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from mlplatform.cli.common import HomeOpt, UsecaseOpt, fail, home_of, spec_of
+from mlplatform.workspace import Workspace
 
 canary_app = typer.Typer(
     help="Canary releases: a share of traffic to the challenger, judged round by round, "
@@ -24,7 +25,7 @@ ReleaseOpt = Annotated[
 
 
 def _state_dir(home: Path, usecase: str) -> Path:
-    return Path(home) / "serving" / usecase
+    return Workspace.locate(home, usecase).serving
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
         The challenger's server starts too, at 0% until `mlplatform canary start`."""
         from mlflow import MlflowClient
 
+        from mlplatform.registry.models import version_uri
         from mlplatform.release import local_stack as ls
         from mlplatform.tracking import registered_model_name, tracking_uri
 
@@ -63,17 +65,16 @@ def register(app: typer.Typer) -> None:
             )
         champ_v = aliases[champion_alias]
         chall_v = aliases.get(challenger_alias, champ_v)
-        servers = [
-            ls.model_server(
-                role, spec.name, f"models:/{name}/{v}", tracking, _state_dir(h, usecase)
-            )
-            for role, v in (("champion", champ_v), ("challenger", chall_v))
-        ]
-        procs = list(servers)
+        uris = {
+            "champion": version_uri(spec.name, champ_v),
+            "challenger": version_uri(spec.name, chall_v),
+        }
+        procs: list[ls.Process] = []
         try:
-            for p in servers:
-                typer.echo(f"starting the {p.role} model server at {p.url}")
-                ls.wait_ready(p, ls.READY["model"])
+            pair = ls.model_pair(
+                spec.name, uris, tracking, _state_dir(h, usecase), procs, log=typer.echo
+            )
+            servers = [pair["champion"], pair["challenger"]]
             router = ls.router(servers[0].url, servers[1].url, _state_dir(h, usecase), 0, port)
             procs.append(router)
             ls.wait_ready(router, ls.READY["router"], timeout=30)
@@ -225,8 +226,8 @@ def register(app: typer.Typer) -> None:
 
         Runs on loopback against a copy of the registry, so your lifecycle is untouched."""
         from mlplatform.release.demo import DemoError, run_demo
-        from mlplatform.release.local_stack import StackError
         from mlplatform.release.files import ReleaseError, load_policy
+        from mlplatform.release.local_stack import StackError
         from mlplatform.workspace import REPO_ROOT
 
         spec, h = spec_of(usecase), home_of(home)

@@ -30,7 +30,15 @@ def file_sha256(path: Path) -> str:
 
 
 def detect_format(path: Path) -> str:
+    """`parquet` or `csv`: Parquet's magic bytes decide first, since files without a suffix
+    are common (a KFP Dataset artifact, an export named `part-0`); then the suffix."""
     suffix = path.suffix.lower()
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) == b"PAR1":
+                return "parquet"
+    except OSError:
+        pass  # a missing file is reported by whoever opens it
     if suffix in (".parquet", ".pq"):
         return "parquet"
     if suffix in (".csv", ".txt", ""):

@@ -60,7 +60,12 @@ def class_names(spec: UseCase) -> tuple[str, str]:
     return negative, label.positive
 
 
+def decode(classes: tuple[str, str], predictions) -> np.ndarray:
+    """0/1 predictions as the label's (negative, positive) names: the one mapping that the
+    packaged model's `class` column, the server's responses and reports all use."""
+    return np.asarray(classes, dtype=object)[np.asarray(predictions, dtype=np.int64)]
+
+
 def decode_predictions(spec: UseCase, predictions: np.ndarray) -> np.ndarray:
     """0/1 predictions back in the label's vocabulary (what a served response can report)."""
-    negative, positive = class_names(spec)
-    return np.where(np.asarray(predictions) == 1, positive, negative).astype(object)
+    return decode(class_names(spec), predictions)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pyarrow_hotfix  # noqa: F401 - refuses pickled extension types in user files (CVE-2023-47248)
 
 from mlplatform.spec import ColumnType, UseCase
 
@@ -60,6 +61,13 @@ def read_batch(path: Path, spec: UseCase, fmt: str) -> LoadedBatch:
         try:
             table = pq.read_table(path)
         except Exception as exc:
+            if "py_extension_type" in str(exc):
+                raise UnreadableBatch(
+                    "MALFORMED_FILE",
+                    "refused: the parquet file carries a pickled Arrow extension type "
+                    "(arrow.py_extension_type), which would run code when read "
+                    "(CVE-2023-47248); export the data with plain column types",
+                ) from exc
             raise UnreadableBatch("MALFORMED_FILE", f"not a readable parquet file: {exc}") from exc
     else:
         text_cols = {

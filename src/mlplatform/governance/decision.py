@@ -47,7 +47,7 @@ def champion_on_candidate_rows(
     y = rows[spec.label].to_numpy().astype(int)
     if len(set(y)) < 2:
         raise ValueError(f"the candidate's {spec.selection.slice} rows have one class only")
-    model = mlflow.pyfunc.load_model(f"models:/{registered_model_name(spec.name)}/{champion}")
+    model = mlflow.pyfunc.load_model(reg.version_uri(spec.name, champion))
     numeric, categorical = model_inputs(spec)
     proba = model.predict(signature_frame(rows, numeric, categorical))["probability"].to_numpy()
     if spec.selection.metric == "auc":

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from mlplatform.spec import UseCase, load_spec, resolve_usecase
+from mlplatform.spec import UseCase, load_usecase
 from mlplatform.workspace import PROJECT_ROOT, Workspace
 
 log = logging.getLogger(__name__)
-
-
-def load_usecase(usecase: str) -> UseCase:
-    return load_spec(resolve_usecase(usecase, PROJECT_ROOT))
 
 
 def gate_for(usecase: str, home: Path):
@@ -49,9 +46,17 @@ def ingest_job(usecase: str, source: Path | None, home: Path) -> str:
     return rec.batch_id
 
 
-def validate_job(usecase: str, batch_id: str, home: Path, report_path: Path | None = None) -> str:
-    """Accept the batch or stop: a quarantined batch raises BatchRejected with what to do."""
-    from mlplatform.validation.quarantine import BatchRejected
+def validate_job(
+    usecase: str,
+    batch_id: str,
+    home: Path,
+    report_path: Path | None = None,
+    view_path: Path | None = None,
+) -> str:
+    """Accept the batch or stop: a quarantined batch raises BatchRejected with what to do.
+    `report_path` receives the anomaly report (JSON), `view_path` the HTML view of the
+    verdict and the batch's TFDV statistics."""
+    from mlplatform.validation.quarantine import STATS_FILE, BatchRejected
 
     gate = gate_for(usecase, home)
     out = gate.judge(batch_id)
@@ -59,6 +64,15 @@ def validate_job(usecase: str, batch_id: str, home: Path, report_path: Path | No
     if report_path is not None and report is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(report.to_json())
+    if view_path is not None:
+        from mlplatform.validation.views import batch_view_html
+
+        bid = out.record.batch_id
+        kept = gate.ws.quarantine / bid if not out.accepted else gate.ws.batch_dir(bid)
+        view_path.parent.mkdir(parents=True, exist_ok=True)
+        view_path.write_text(
+            batch_view_html(report, kept / STATS_FILE, f"{gate.spec.name} batch {bid[:12]}")
+        )
     if not out.accepted:
         raise BatchRejected(report, gate.ws.quarantine / out.record.batch_id)
     log.info("batch %s accepted (%d rows)", out.record.short_id, out.accepted_rows)
@@ -72,15 +86,25 @@ def _stored_report(gate, batch_id: str):
         return None  # accepted earlier: no anomaly report exists
 
 
-def features_job(usecase: str, home: Path, training_set_path: Path | None = None) -> dict:
-    """Build the Feast tables from accepted batches, apply, materialize, export the training set."""
+def features_job(
+    usecase: str,
+    home: Path,
+    training_set_path: Path | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> dict:
+    """Build the Feast tables from accepted batches, apply, materialize, export the training set.
+    `on_step(name)` is called as each step starts (a caller's progress)."""
     from mlplatform.features.store import FeatureRepo
 
+    step = on_step or (lambda _name: None)
     spec = load_usecase(usecase)
     ws = Workspace.for_usecase(home, spec.name)
     repo = FeatureRepo(spec, ws)
+    step("building the offline tables from accepted batches")
     built = repo.build_tables()
+    step("applying the feature definitions (feast apply)")
     names = repo.apply()
+    step("materializing the online store")
     repo.materialize()
     summary = {
         "usecase": spec.name,
@@ -93,6 +117,7 @@ def features_job(usecase: str, home: Path, training_set_path: Path | None = None
         or repo.config_dict()["online_store"].get("connection_string"),
     }
     if training_set_path is not None:
+        step("retrieving the training set (point-in-time join)")
         ts = repo.training_set()
         training_set_path.parent.mkdir(parents=True, exist_ok=True)
         ts.to_parquet(training_set_path, index=False)

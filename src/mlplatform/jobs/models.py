@@ -5,15 +5,17 @@ Components call these; each takes plain values (paths, run ids) and returns plai
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from mlplatform.jobs import load_usecase
-from mlplatform.spec import UseCase
+from mlplatform.spec import UseCase, load_usecase
 from mlplatform.training.run import held_out_predictions as _predictions
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ def reports_dir(usecase: str, home: Path) -> Path:
     """Where the newest selection report and registration outcome are kept for people."""
     from mlplatform.workspace import Workspace
 
-    return Workspace.for_usecase(home, load_usecase(usecase).name).root / "reports"
+    return Workspace.for_usecase(home, load_usecase(usecase).name).reports
 
 
 def selection_quality(result, spec: UseCase) -> float:
@@ -89,10 +91,29 @@ def evaluate_job(usecase: str, run_id: str, home: Path) -> dict:
     return {
         "run_id": run_id,
         "quality": quality,
+        "metrics": {**overall, "selection_quality": quality},
         "fairness_verdict": fair.verdict.value,
         "fairness_passed": fair.passed,
         "fairness_failures": list(fair.failures),
     }
+
+
+def curves_job(usecase: str, run_id: str, home: Path):
+    """The candidate's ROC curve and confusion matrix on its held-out rows (the pipeline
+    shows them as a ClassificationMetrics artifact)."""
+    from mlplatform.data.labels import class_names
+    from mlplatform.evaluation.curves import classification_curves
+    from mlplatform.tracking import use_workspace
+
+    spec = load_usecase(usecase)
+    use_workspace(home, spec.name)
+    preds = _predictions(run_id)
+    return classification_curves(
+        preds[spec.label].to_numpy(),
+        preds["probability"].to_numpy(),
+        spec.selection.threshold,
+        class_names(spec),
+    )
 
 
 def _candidate(run_id: str):
@@ -132,6 +153,10 @@ def select_job(usecase: str, run_ids: list[str], home: Path, report_dir: Path) -
     report_dir.mkdir(parents=True, exist_ok=True)
     pareto_plot(sel, spec, report_dir / "pareto.png")
     (report_dir / "selection.md").write_text(sel.markdown(spec, "pareto.png"))
+    # The same report with the plot inside it, for viewers that show one file (the KFP UI).
+    png = base64.b64encode((report_dir / "pareto.png").read_bytes()).decode()
+    embedded = report_dir / "selection_embedded.md"
+    embedded.write_text(sel.markdown(spec, f"data:image/png;base64,{png}"))
     with mlflow.start_run(
         experiment_id=exp, run_name="select", tags={"usecase": spec.name, "step": "select"}
     ):
@@ -148,22 +173,85 @@ def select_job(usecase: str, run_ids: list[str], home: Path, report_dir: Path) -
         "family": sel.winner.family,
         "model_uri": sel.winner.model_uri,
         "report": str(report_dir / "selection.md"),
+        "report_embedded": str(embedded),
         "reasons": sel.reasons,
     }
 
 
+@dataclass(frozen=True)
+class BatteryInputs:
+    """What the battery runs on: the candidate's held-out rows, the newest accepted batch with
+    its labels, and the fairness verdict the evaluation recorded."""
+
+    test_rows: pd.DataFrame
+    batch_rows: pd.DataFrame
+    batch_labels: np.ndarray
+    numeric: list[str]
+    categorical: list[str]
+    fairness: tuple[bool, str]
+
+
+def fairness_for_battery(spec: UseCase, cand) -> tuple[bool, str]:
+    """The battery's fairness check from the evaluation's three-valued verdict (ADR 0025)."""
+    if not spec.slices.protected:
+        return True, "no protected attributes declared"
+    if cand.fairness == "pass":
+        return True, f"pass: every gap shown to be <= {spec.fairness.max_disparity}"
+    if cand.fairness == "inconclusive":
+        return (
+            True,
+            "inconclusive (champion only with the business owner's --accept-fairness): "
+            + "; ".join(cand.fairness_failures),
+        )
+    return False, "fail: " + "; ".join(cand.fairness_failures)
+
+
+def battery_inputs(spec: UseCase, cand, training_set: Path, home: Path) -> BatteryInputs:
+    """The rows the battery scores, in the model's signature columns."""
+    from mlplatform.data.catalogue import Catalogue
+    from mlplatform.packaging.pyfunc import signature_frame
+    from mlplatform.training.preprocessing import model_inputs
+    from mlplatform.workspace import Workspace
+
+    numeric, categorical = model_inputs(spec)
+    test_rows = signature_frame(_predictions(cand.run_id), numeric, categorical)
+    full = pd.read_parquet(training_set)
+    usable = Catalogue(Workspace.for_usecase(home, spec.name).catalogue).usable(spec.name)
+    latest = usable[-1].batch_id if usable else None
+    batch = full[full["batch_id"] == latest] if latest else full.iloc[0:0]
+    return BatteryInputs(
+        test_rows,
+        signature_frame(batch, numeric, categorical),
+        batch[spec.label].astype("int64").to_numpy(),
+        numeric,
+        categorical,
+        fairness_for_battery(spec, cand),
+    )
+
+
+def _challenger_alias(spec: UseCase, version: str, home: Path) -> tuple[str | None, str]:
+    """Give `version` the challenger alias if the champion-challenger gate lets it; returns
+    (the alias set or None, the gate's reason)."""
+    from mlplatform.governance.decision import champion_challenger, set_challenger
+    from mlplatform.registry import models as reg
+
+    decision = champion_challenger(spec, version)
+    try:
+        set_challenger(spec, version, decision, home=home)
+    except reg.PromotionRefused as exc:
+        log.warning("%s", exc)
+        return None, str(exc)
+    return reg.CHALLENGER, decision.reason
+
+
 def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, home: Path) -> dict:
-    """Register the winner, run the battery, apply the champion-challenger gate."""
+    """Register the winner, run the battery, apply the champion-challenger gate, publish the
+    model card; the outcome is also written to reports/registration.json for people."""
     import mlflow
 
     from mlplatform.battery import run_battery
-    from mlplatform.data.catalogue import Catalogue
-    from mlplatform.governance.decision import champion_challenger, set_challenger
-    from mlplatform.packaging.pyfunc import signature_frame
     from mlplatform.registry import models as reg
     from mlplatform.tracking import use_workspace
-    from mlplatform.training.preprocessing import model_inputs
-    from mlplatform.workspace import Workspace
 
     spec = load_usecase(usecase)
     use_workspace(home, spec.name)
@@ -180,54 +268,21 @@ def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, 
         },
     )
     model = mlflow.pyfunc.load_model(model_uri)
-    numeric, categorical = model_inputs(spec)
-    preds = _predictions(run_id)
-    test_rows = signature_frame(preds, numeric, categorical)
-    full = pd.read_parquet(training_set)
-    usable = Catalogue(Workspace.for_usecase(home, spec.name).catalogue).usable(spec.name)
-    latest = usable[-1].batch_id if usable else None
-    batch = full[full["batch_id"] == latest] if latest else full.iloc[0:0]
-    batch_rows = signature_frame(batch, numeric, categorical)
-    if not spec.slices.protected:
-        fairness = (True, "no protected attributes declared")
-    elif cand.fairness == "pass":
-        fairness = (True, f"pass: every gap shown to be <= {spec.fairness.max_disparity}")
-    elif cand.fairness == "inconclusive":
-        fairness = (
-            True,
-            "inconclusive (champion only with the business owner's --accept-fairness): "
-            + "; ".join(cand.fairness_failures),
-        )
-    else:
-        fairness = (False, "fail: " + "; ".join(cand.fairness_failures))
+    b = battery_inputs(spec, cand, training_set, home)
     results = run_battery(
-        spec,
-        model,
-        test_rows,
-        batch_rows,
-        batch[spec.label].astype("int64").to_numpy(),
-        numeric,
-        categorical,
-        fairness,
+        spec, model, b.test_rows, b.batch_rows, b.batch_labels, b.numeric, b.categorical,
+        b.fairness,
     )
     passed = reg.record_battery(spec, version, results)
-    decision = champion_challenger(spec, version)
-    alias = None
-    try:
-        set_challenger(spec, version, decision, home=home)
-        alias = reg.CHALLENGER
-    except reg.PromotionRefused as exc:
-        log.warning("%s", exc)
-        decision_reason = str(exc)
-    else:
-        decision_reason = decision.reason
+    alias, gate = _challenger_alias(spec, version, home)
     outcome = {
         "version": version,
         "family": cand.family,
         "battery_passed": passed,
         "alias": alias,
-        "gate": decision_reason,
+        "gate": gate,
         "model_uri": model_uri,
+        "registered_uri": reg.version_uri(spec.name, version),
         "battery": {k: ("passed" if ok else "failed") + f": {d}" for k, (ok, d) in results.items()},
     }
     try:

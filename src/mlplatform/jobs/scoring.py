@@ -7,14 +7,15 @@ hash, the same id the data catalogue uses), so a prediction can be traced to bot
 from __future__ import annotations
 
 import logging
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pyarrow_hotfix  # noqa: F401 - refuses pickled extension types in user files (CVE-2023-47248)
 
 from mlplatform.data.ingest import detect_format, file_sha256
 from mlplatform.data.reading import count_records
@@ -49,11 +50,13 @@ def score_file(
     source: Path,
     output: Path,
     chunk_rows: int = 50_000,
-    progress: bool = True,
+    progress: Callable[[int, int], None] | bool | None = None,
 ) -> BatchResult:
-    """Score `source` (CSV or parquet with the model's input columns) into parquet `output`."""
+    """Score `source` (CSV or parquet with the model's input columns) into parquet `output`.
+
+    `progress(done, total)` is called after each chunk (total 0 when the file does not say)."""
     from mlplatform.packaging import scoring_check
-    from mlplatform.serving.contract import Contract, ContractError
+    from mlplatform.packaging.contract import Contract, ContractError
 
     source, output = Path(source), Path(output)
     if not source.is_file():
@@ -74,7 +77,9 @@ def score_file(
             if missing:
                 raise ValueError(f"{source}: input lacks model input columns {missing}")
             try:
-                frame = contract.parse_v2([(c, "", chunk[c].tolist()) for c in contract.names])
+                frame = contract.parse_v2(
+                    [(c, "", chunk[c].tolist()) for c in contract.names], max_rows=None
+                )
             except ContractError as exc:
                 raise ContractError(f"{source}, rows from {done}: {exc}") from exc
             out = model.predict(frame)
@@ -89,13 +94,72 @@ def score_file(
                 writer = pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table.cast(writer.schema))
             done += len(chunk)
-            if progress:
-                pct = f"{100 * done / total:5.1f}%" if total else ""
-                print(f"\rscored {done:,}/{total or '?':,} rows {pct}", end="", file=sys.stderr)
+            if callable(progress):
+                progress(done, total or 0)
     finally:
         if writer is not None:
             writer.close()
-    if progress:
-        print(file=sys.stderr)
     tmp.replace(output)
     return BatchResult(done, output, model_version, data_version, time.perf_counter() - start)
+
+
+class ScoringLoadError(RuntimeError):
+    """The registered model could not be resolved or loaded; the message says what to check."""
+
+
+def score_job(
+    usecase: str,
+    source: Path,
+    output: Path,
+    home: Path,
+    version: str | None = None,
+    alias: str | None = None,
+    chunk_rows: int = 50_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchResult:
+    """Score `source` with the use case's registered model (`version`, else `alias`, else the
+    challenger), the alias pinned to its version first so every row names what scored it."""
+    model, _uri, label = _registered_model(usecase, home, version, alias)
+    return score_file(model, label, source, output, chunk_rows, progress)
+
+
+def score_job_spark(
+    usecase: str,
+    source: Path,
+    output: Path,
+    home: Path,
+    master: str,
+    version: str | None = None,
+    alias: str | None = None,
+):
+    """`score_job` on a Spark cluster at `master` (e.g. spark://127.0.0.1:7077 from
+    `make spark-up`): the same model resolution, scored by mlplatform.spark.scoring."""
+    from mlplatform.spark.cluster import spark_session
+    from mlplatform.spark.scoring import score_file_spark
+
+    model, uri, label = _registered_model(usecase, home, version, alias)
+    spark = spark_session(master, app_name=f"mlplatform-score-{usecase}")
+    try:
+        return score_file_spark(spark, uri, label, source, output, model=model)
+    finally:
+        spark.stop()
+
+
+def _registered_model(usecase: str, home: Path, version: str | None, alias: str | None):
+    """(pyfunc, pinned `models:/` URI, `name/version` label) of the selected version."""
+    import mlflow
+
+    from mlplatform.registry.models import pin, selector_uri
+    from mlplatform.spec import load_usecase
+    from mlplatform.tracking import use_workspace
+
+    spec = load_usecase(usecase)
+    use_workspace(Path(home), spec.name)
+    selector = selector_uri(spec.name, version, alias)
+    try:
+        uri, label = pin(selector)
+        return mlflow.pyfunc.load_model(uri), uri, label
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several types for "not there"
+        raise ScoringLoadError(
+            f"{selector}: cannot load ({exc}); see `mlplatform models list`"
+        ) from exc

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mlplatform.data.catalogue import now_iso
 from mlplatform.data.drift import FeatureDrift
+from mlplatform.workspace import Workspace
 
 REASONS = ("drift", "confidence", "labels")
 
@@ -134,7 +135,7 @@ def retrained(policy: TriggerPolicy, state: TriggerState) -> None:
 
 
 def trigger_log_path(home: Path, usecase: str) -> Path:
-    return Path(home).resolve() / usecase / "monitoring" / "triggers.jsonl"
+    return Workspace.locate(home, usecase).monitoring / "triggers.jsonl"
 
 
 class TriggerLog:

@@ -29,6 +29,11 @@ class Field:
     name: str
     kind: str  # "double" or "string"
 
+    @property
+    def v2_datatype(self) -> str:
+        """The Open Inference Protocol tensor type of this field."""
+        return "FP64" if self.kind == "double" else "BYTES"
+
 
 @dataclass(frozen=True)
 class Contract:
@@ -101,12 +106,17 @@ class Contract:
 
     # -- v2 (Open Inference Protocol): one named tensor per field ------------------------
 
-    def parse_v2(self, inputs: list[tuple[str, str, list]]) -> pd.DataFrame:
+    def parse_v2(
+        self, inputs: list[tuple[str, str, list]], max_rows: int | None = MAX_INSTANCES
+    ) -> pd.DataFrame:
         """`inputs` as (name, datatype, flat data) triples, as the frame of the signature."""
-        return self.columns_v2(inputs).to_frame()
+        return self.columns_v2(inputs, max_rows).to_frame()
 
-    def columns_v2(self, inputs: list[tuple[str, str, list]]) -> Columns:
-        """`inputs` as (name, datatype, flat data) triples, as typed column arrays."""
+    def columns_v2(
+        self, inputs: list[tuple[str, str, list]], max_rows: int | None = MAX_INSTANCES
+    ) -> Columns:
+        """`inputs` as (name, datatype, flat data) triples, as typed column arrays. `max_rows`
+        bounds one request; batch scoring, which reads its own chunks, passes None."""
         known = set(self.names)
         given = {name: (dtype, data) for name, dtype, data in inputs}
         unknown = sorted(set(given) - known)
@@ -118,13 +128,18 @@ class Contract:
         lengths = {n: len(d) for n, (_, d) in given.items()}
         if len(set(lengths.values())) != 1:
             raise ContractError(f"input tensors differ in length: {lengths}")
-        if next(iter(lengths.values())) > MAX_INSTANCES:
-            raise ContractError(f"more than {MAX_INSTANCES} rows in one request")
+        if max_rows is not None and next(iter(lengths.values())) > max_rows:
+            raise ContractError(f"more than {max_rows} rows in one request")
         columns = {
             f.name: [_coerce(f, v, f"{f.name}[{j}]") for j, v in enumerate(given[f.name][1])]
             for f in self.fields
         }
         return self._columns(columns)
+
+    def v2_inputs_metadata(self) -> list[dict]:
+        """The input tensors as Open Inference Protocol model metadata lists them: one per
+        field, in signature order, of any number of rows."""
+        return [{"name": f.name, "datatype": f.v2_datatype, "shape": [-1]} for f in self.fields]
 
     def v2_request(self, rows: list[dict], request_id: str | None = None) -> dict:
         """The Open Inference Protocol body a client sends for `rows` (field: value dicts):
@@ -135,7 +150,7 @@ class Contract:
             {
                 "name": f.name,
                 "shape": [len(rows)],
-                "datatype": "FP64" if f.kind == "double" else "BYTES",
+                "datatype": f.v2_datatype,
                 "data": [r.get(f.name) for r in rows],
             }
             for f in self.fields

@@ -47,6 +47,54 @@ def serving_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+@dataclass(frozen=True)
+class RequestTimes:
+    """Latencies (ms) of one-row requests timed on the server's request path."""
+
+    latencies_ms: list[float]
+    seconds: float  # wall time of the timed loop, pacing included
+    errors: int = 0
+    first_error: str | None = None
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q))
+
+
+def time_requests(
+    model, rows: pd.DataFrame, n: int, warmup: int, rate: float | None = None,
+    count_errors: bool = False,
+) -> RequestTimes:
+    """Time `n` one-row v1 requests cycling through `rows` as the model server scores them
+    (mlplatform.packaging.request_scoring), after `warmup` untimed ones, under the serving
+    heap. `rate` paces them (requests/s); `count_errors` records a failing request as a
+    finding instead of raising."""
+    from mlplatform.packaging.request_scoring import request_scorer, single_row_bodies
+
+    score = request_scorer(model)
+    bodies = single_row_bodies(rows, n)
+    for body in bodies[:warmup]:  # first calls build caches and graphs
+        score(body)
+    interval = 1.0 / rate if rate else 0.0
+    times, errors, first_error = [], 0, None
+    with serving_heap():
+        start = time.perf_counter()
+        for i, body in enumerate(bodies):
+            wait = start + i * interval - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            t0 = time.perf_counter()
+            try:
+                score(body)
+            except Exception as exc:
+                if not count_errors:
+                    raise
+                errors += 1
+                first_error = first_error or f"{type(exc).__name__}: {exc}"[:200]
+            times.append((time.perf_counter() - t0) * 1000)
+        elapsed = time.perf_counter() - start
+    return RequestTimes(times, elapsed, errors, first_error)
+
+
 def measure(
     model, rows: pd.DataFrame, artifact_dir: Path, n_single: int = 300, batch_size: int = 2000
 ) -> ServingCost:
@@ -54,21 +102,10 @@ def measure(
 
     A single-row call is what the model server does for one v1 request without its HTTP: the
     contract parses the body, the packaged model scores the columns
-    (mlplatform.serving.scoring). Batch throughput goes through MLflow's `predict`, as batch
-    scoring does.
+    (mlplatform.packaging.request_scoring). Batch throughput goes through MLflow's `predict`,
+    as batch scoring does.
     """
-    from mlplatform.serving.scoring import request_scorer, single_row_bodies
-
-    score = request_scorer(model)
-    bodies = single_row_bodies(rows, n_single)
-    for body in bodies[:20]:  # warm-up: first calls build caches and graphs
-        score(body)
-    times = []
-    with serving_heap():
-        for body in bodies:
-            t0 = time.perf_counter()
-            score(body)
-            times.append((time.perf_counter() - t0) * 1000)
+    timed = time_requests(model, rows, n_single, warmup=20)
     reps = int(np.ceil(batch_size / len(rows)))
     batch = pd.concat([rows] * reps, ignore_index=True).head(batch_size)
     model.predict(batch)
@@ -76,8 +113,8 @@ def measure(
     model.predict(batch)
     elapsed = time.perf_counter() - t0
     return ServingCost(
-        single_p50_ms=round(float(np.percentile(times, 50)), 3),
-        single_p99_ms=round(float(np.percentile(times, 99)), 3),
+        single_p50_ms=round(timed.percentile(50), 3),
+        single_p99_ms=round(timed.percentile(99), 3),
         batch_rows_per_s=round(len(batch) / elapsed, 1),
         artifact_mb=round(folder_mb(artifact_dir), 3),
     )

@@ -16,6 +16,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from mlplatform.data.labels import decode
 from mlplatform.packaging import scoring_check
 from mlplatform.training.families import FAMILIES, Family
 from mlplatform.training.preprocessing import Preprocessor
@@ -44,7 +45,7 @@ class PlatformModel(mlflow.pyfunc.PythonModel):
         p, c = self.scores(model_input)
         out = pd.DataFrame({"probability": p, "prediction": c})
         if self.classes:
-            out["class"] = np.asarray(self.classes, dtype=object)[c]
+            out["class"] = decode(self.classes, c)
         return out
 
     def scores(self, model_input: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from mlplatform.serving.contract import Contract, json_records
+from mlplatform.packaging.contract import Contract, json_records
 from mlplatform.training.columns import Columns
 
 Scores = tuple[np.ndarray, np.ndarray]  # (probability, 0/1 prediction)

@@ -37,7 +37,7 @@ def reference(inputs: pd.DataFrame, probability: np.ndarray, family: str) -> dic
     """The check to pack: up to MAX_ROWS signature-typed rows (nulls as JSON null) and the
     probabilities the packaging environment gave them."""
     n = min(len(inputs), MAX_ROWS)
-    from mlplatform.serving.contract import json_records
+    from mlplatform.packaging.contract import json_records
 
     return {
         "rows": json_records(inputs.head(n)),

@@ -77,11 +77,39 @@ def battery_failures(tags: dict[str, str]) -> list[str]:
 
 
 def alias_version(spec: UseCase, alias: str) -> str | None:
+    """The version `alias` points at now, or None when the alias is not set."""
     try:
         mv = client().get_model_version_by_alias(registered_model_name(spec.name), alias)
     except Exception:  # no such alias yet
         return None
     return str(mv.version)
+
+
+def version_uri(usecase: str, version: str | int) -> str:
+    """`models:/<usecase>-classifier/<version>`: one version, whatever the aliases do later."""
+    return f"models:/{registered_model_name(usecase)}/{version}"
+
+
+def selector_uri(usecase: str, version: str | None = None, alias: str | None = None) -> str:
+    """The URI a user's `--version` or `--alias` names (the challenger when neither is given)."""
+    if version:
+        return version_uri(usecase, version)
+    return f"models:/{registered_model_name(usecase)}@{alias or CHALLENGER}"
+
+
+def pin(uri: str, mlflow_client=None) -> tuple[str, str]:
+    """Resolve an alias in a `models:/` URI now: (the version's URI, `name/version`).
+
+    Metrics, logs and scored rows name what was served, not an alias that may move later.
+    Other URIs (runs:/, a folder) pass through with themselves as the label."""
+    if not uri.startswith("models:/"):
+        return uri, uri
+    ref = uri[len("models:/") :]
+    if "@" not in ref:
+        return uri, ref
+    name, alias = ref.split("@", 1)
+    mv = (mlflow_client or client()).get_model_version_by_alias(name, alias)
+    return f"models:/{name}/{mv.version}", f"{name}/{mv.version}"
 
 
 def quality_of(tags: dict[str, str]) -> float:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from mlplatform.serving.canary_metrics import (  # noqa: F401  (re-exported for callers)
+from mlplatform.release.canary_metrics import (  # noqa: F401  (re-exported for callers)
     POSITIVES,
     ROUTER_LATENCY,
     ROUTER_REQUESTS,
@@ -37,7 +37,7 @@ from mlplatform.serving.canary_metrics import (  # noqa: F401  (re-exported for 
     prometheus_source,
     quantile,
 )
-from mlplatform.serving.local_stack import READY
+from mlplatform.release.local_stack import READY
 
 MODES = ("split", "shadow", "champion-only")
 
@@ -121,7 +121,7 @@ class TrafficBackend(Protocol):
 
 
 class LocalRouterBackend:
-    """Drives `mlplatform.serving.router` over HTTP (a few attempts: a rollback must land)."""
+    """Drives `mlplatform.release.router` over HTTP (a few attempts: a rollback must land)."""
 
     def __init__(self, router_url: str, timeout_s: float = 5.0, attempts: int = 3) -> None:
         self.url = router_url.rstrip("/")

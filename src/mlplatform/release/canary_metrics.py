@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 
 SIDES = ("champion", "challenger")
-# Metric names shared with mlplatform.serving.router (which imports them from canary).
+# Metric names shared with mlplatform.release.router (which imports them from canary).
 ROUTER_REQUESTS = "mlplatform_router_requests"
 ROUTER_LATENCY = "mlplatform_router_request_latency_seconds"
 POSITIVES = "mlplatform_predicted_positive_total"

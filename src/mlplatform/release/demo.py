@@ -18,11 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlplatform.serving import local_stack as ls
-from mlplatform.serving.canary import CanaryPolicy, CanaryResult, local_controller
-from mlplatform.serving.load import PacedLoad
+from mlplatform.registry.models import version_uri
+from mlplatform.release import local_stack as ls
+from mlplatform.release.canary import CanaryPolicy, CanaryResult, local_controller
+from mlplatform.release.load import PacedLoad
 from mlplatform.spec import UseCase
 from mlplatform.tracking import registered_model_name, tracking_uri, use_workspace
+from mlplatform.workspace import mlflow_dir
 
 BAD_FAULTS = ["--slowdown", "3", "--error-rate", "0.05"]
 
@@ -155,30 +157,28 @@ def run_demo(
 def _run_demo(spec, home: Path, policy: CanaryPolicy, rate: float, log) -> list[Act]:
     from mlflow import MlflowClient
 
-    db = Path(home) / "mlflow" / "mlflow.db"
+    db = mlflow_dir(home) / "mlflow.db"
     if not db.exists():
         raise DemoError(f"no registry at {db}: run `make run` first")
     champion_v, challenger_v = pick_versions(MlflowClient(tracking_uri(home)), spec)
     name = registered_model_name(spec.name)
     with tempfile.TemporaryDirectory(prefix="mlplatform-canary-") as tmp:
         scratch = Path(tmp)
-        (scratch / "mlflow").mkdir()
-        shutil.copy2(db, scratch / "mlflow" / "mlflow.db")  # artifacts are read in place
+        mlflow_dir(scratch).mkdir()
+        shutil.copy2(db, mlflow_dir(scratch) / "mlflow.db")  # artifacts are read in place
         tracking = tracking_uri(scratch)
         use_workspace(scratch, spec.name)  # the governance gate reads this registry copy
         log(f"registry copied to {scratch} (your {db} is not changed)")
         log(f"champion: {name} v{champion_v}; challenger: v{challenger_v}")
-        servers = {
-            role: ls.model_server(role, spec.name, f"models:/{name}/{v}", tracking, scratch)
-            for role, v in (("champion", champion_v), ("challenger", challenger_v))
+        uris = {
+            "champion": version_uri(spec.name, champion_v),
+            "challenger": version_uri(spec.name, challenger_v),
         }
-        started: list[ls.Process] = list(servers.values())
+        started: list[ls.Process] = []
         try:
-            for p in servers.values():
-                log(f"starting the {p.role} model server at {p.url} ...")
-                ls.wait_ready(p, ls.READY["model"])
+            servers = ls.model_pair(spec.name, uris, tracking, scratch, started, log=log)
             champion = servers["champion"].url
-            body = _request_body(champion, spec.name, f"models:/{name}/{champion_v}", tracking)
+            body = _request_body(champion, spec.name, uris["champion"], tracking)
             stage = _Stage(spec, policy, scratch, champion, challenger_v, body, rate, log, started)
             proxy = ls.fault_proxy(servers["challenger"].url, BAD_FAULTS, scratch)
             started.append(proxy)

@@ -13,7 +13,7 @@ under the server's names and labels (``mlplatform_requests_total``,
 ``mlplatform_predicted_rows_total``, labelled model and version) and count what the proxy's
 clients got; the server's own metrics stay readable at ``/upstream/metrics``.
 
-    python -m mlplatform.serving.faults --upstream http://127.0.0.1:8082 --port 8083 \\
+    python -m mlplatform.release.faults --upstream http://127.0.0.1:8082 --port 8083 \\
         --add-latency-ms 3 --error-rate 0.05 --flip-predictions
 """
 
@@ -41,14 +41,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlplatform.serving.process import add_bind_args, serve
-from mlplatform.serving.router import (
+from mlplatform.release.router import (
     LATENCY_BUCKETS,
     METHODS,
     fetch,
     upstream_request,
     upstream_session,
 )
+from mlplatform.serving.process import add_bind_args, serve
 
 MODEL_IN_PATH = re.compile(r"^/v[12]/models/([^/:]+)")
 # Per request, as the champion's at the router. An upstream that fails or times out is not

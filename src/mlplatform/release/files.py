@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mlplatform.serving.canary import CanaryPolicy
+from mlplatform.release.canary import CanaryPolicy
 from mlplatform.workspace import REPO_ROOT
 
 DEFAULT_RELEASE = REPO_ROOT / "releases" / "canary.yaml"

@@ -26,7 +26,7 @@ PLURAL = "inferenceservices"
 SHADOW_ALTERNATIVES = (
     "KServe's canary rollout only splits traffic (canaryTrafficPercent); it cannot mirror "
     "requests to the challenger. For shadow mode use the local router "
-    "(`mlplatform.serving.router`, mode 'shadow', docs/decisions/0008) or Seldon Core 2, whose "
+    "(`mlplatform.release.router`, mode 'shadow', docs/decisions/0008) or Seldon Core 2, whose "
     "Experiment can mirror to a candidate (manifests/base/seldon)."
 )
 

@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mlplatform.workspace import REPO_ROOT
+from mlplatform.workspace import REPO_ROOT, Workspace
 
 SERVING_PY = REPO_ROOT / ".venv-serving" / "bin" / "python"
 
@@ -119,9 +119,34 @@ def model_server(
 
 
 def fault_proxy(upstream: str, faults: list[str], log_dir: Path, seed: int = 7) -> Process:
-    """A fault-injecting proxy in front of `upstream` (see mlplatform.serving.faults)."""
+    """A fault-injecting proxy in front of `upstream` (see mlplatform.release.faults)."""
     args = ["--upstream", upstream, "--seed", str(seed), *faults]
-    return spawn("faults", "mlplatform.serving.faults", args, free_port(), log_dir)
+    return spawn("faults", "mlplatform.release.faults", args, free_port(), log_dir)
+
+
+def model_pair(
+    model_name: str,
+    uris: dict[str, str],
+    tracking_uri: str,
+    log_dir: Path,
+    started: list[Process],
+    extra_args: list[str] | None = None,
+    timeout: float = 120,
+    log=lambda _msg: None,
+) -> dict[str, Process]:
+    """Champion and challenger model servers (`uris` maps role to registry URI), started
+    together and waited for. Each is appended to `started` as soon as it exists, so the
+    caller's cleanup stops it even when the other one fails to come up."""
+    servers = {}
+    for role, uri in uris.items():
+        servers[role] = model_server(
+            role, model_name, uri, tracking_uri, log_dir, extra_args=extra_args
+        )
+        started.append(servers[role])
+    for p in servers.values():
+        log(f"starting the {p.role} model server at {p.url} ...")
+        wait_ready(p, READY["model"], timeout)
+    return servers
 
 
 def router(
@@ -130,7 +155,7 @@ def router(
     """The weighted router between two upstream base URLs."""
     args = ["--champion", champion, "--challenger", challenger]
     args += ["--challenger-percent", str(percent)]
-    return spawn("router", "mlplatform.serving.router", args, port or free_port(), log_dir)
+    return spawn("router", "mlplatform.release.router", args, port or free_port(), log_dir)
 
 
 READY = {"model": "/v2/health/ready", "faults": "/metrics", "router": "/router/state"}
@@ -163,4 +188,4 @@ class Deployment:
 
 
 def deployment_file(home: Path, usecase: str) -> Path:
-    return Path(home) / "serving" / usecase / "deployment.json"
+    return Workspace.locate(home, usecase).serving / "deployment.json"

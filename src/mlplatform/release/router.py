@@ -16,7 +16,7 @@ idempotent). Its own ``/metrics`` count inference requests per upstream and code
 per upstream, which is what the canary controller judges: latency and errors as clients see
 them. ``GET /router/state``, ``POST /router/weights`` and ``POST /router/mode`` drive it.
 
-    python -m mlplatform.serving.router --champion http://127.0.0.1:8081 \\
+    python -m mlplatform.release.router --champion http://127.0.0.1:8081 \\
         --challenger http://127.0.0.1:8082 --port 8080 --challenger-percent 5
 """
 
@@ -45,10 +45,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlplatform.serving.canary import MODES, ROUTER_LATENCY, ROUTER_REQUESTS
+from mlplatform.release.canary import MODES, ROUTER_LATENCY, ROUTER_REQUESTS
 from mlplatform.serving.process import add_bind_args, configure_logging, serve
 
-log = logging.getLogger("mlplatform.serving.router")
+log = logging.getLogger("mlplatform.release.router")
 
 # Headers that describe one TCP hop, not the message; forwarding them would corrupt framing.
 HOP_BY_HOP = frozenset(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from prometheus_client import Counter, Histogram
 
-from mlplatform.serving.contract import MAX_INSTANCES
+from mlplatform.packaging.contract import MAX_INSTANCES
 from mlplatform.serving.online_plan import (  # noqa: F401  (re-exported for callers)
     EntityKeyError,
     Fetch,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 
-from mlplatform.serving.contract import ContractError
+from mlplatform.packaging.contract import ContractError
 
 
 class EntityKeyError(ContractError):

@@ -30,10 +30,11 @@ import kserve  # noqa: E402
 from kserve.errors import InvalidInput  # noqa: E402
 from prometheus_client import Counter, Histogram  # noqa: E402
 
+from mlplatform.data.labels import decode  # noqa: E402
+from mlplatform.packaging.contract import Contract, ContractError  # noqa: E402
+from mlplatform.packaging.request_scoring import direct_predict  # noqa: E402
 from mlplatform.serving import workers  # noqa: E402
-from mlplatform.serving.contract import Contract, ContractError  # noqa: E402
 from mlplatform.serving.process import add_bind_args, configure_logging, serve  # noqa: E402
-from mlplatform.serving.scoring import direct_predict  # noqa: E402
 
 log = logging.getLogger("mlplatform.serving")
 
@@ -114,18 +115,41 @@ class PlatformModel(kserve.Model):
 
     def _resolve(self, uri: str) -> str:
         """Pin an alias to its version now, so every metric names the version served."""
-        if uri.startswith("models:/") and "@" in uri:
-            from mlflow import MlflowClient
+        from mlplatform.registry.models import pin
 
-            name, alias = uri[len("models:/") :].split("@", 1)
-            mv = MlflowClient().get_model_version_by_alias(name, alias)
-            self.version = f"{name}/{mv.version}"
-            return f"models:/{name}/{mv.version}"
-        self.version = uri[len("models:/") :] if uri.startswith("models:/") else uri
-        return uri
+        pinned, self.version = pin(uri)
+        return pinned
 
     def _labels(self) -> dict[str, str]:
         return {"model": self.name, "version": self.version}
+
+    @property
+    def version_number(self) -> str:
+        """The registry version served (`3` of `taxi-classifier/3`): what Open Inference
+        Protocol clients put in `/versions/{version}` and `model_version`."""
+        return self.version.rsplit("/", 1)[-1]
+
+    def get_input_types(self) -> list[dict]:
+        return self.contract.v2_inputs_metadata() if self.contract is not None else []
+
+    def get_output_types(self) -> list[dict]:
+        outputs = [
+            {"name": "probability", "datatype": "FP64", "shape": [-1]},
+            {"name": "prediction", "datatype": "INT64", "shape": [-1]},
+        ]
+        if self.classes:
+            outputs.append({"name": "class", "datatype": "BYTES", "shape": [-1]})
+        return outputs
+
+    def v2_metadata(self) -> dict:
+        """`GET /v2/models/{name}`: the contract's inputs, the outputs, the version served."""
+        return {
+            "name": self.name,
+            "versions": [self.version_number],
+            "platform": "mlflow_pyfunc",
+            "inputs": self.get_input_types(),
+            "outputs": self.get_output_types(),
+        }
 
     async def preprocess(self, payload, headers=None):
         try:
@@ -167,7 +191,7 @@ class PlatformModel(kserve.Model):
             histogram.observe(p)
         if self.request_log is not None:
             _log_request(self, rows, prob, pred, request_id, headers)
-        names = [self.classes[c] for c in pred] if self.classes else None
+        names = decode(self.classes, pred).tolist() if self.classes else None
         if protocol == "v2":
             return _v2_response(self.name, self.version, request_id, prob, pred, names)
         predictions = [
@@ -275,6 +299,7 @@ def build_app(model: PlatformModel):
         docs_url="/docs",
     )
     RESTServer(app, server.dataplane, server.model_repository_extension).create_application()
+    _errors_as_json(app)
     if model.online is not None:
         from mlplatform.serving.online import install_error_handlers
 
@@ -286,13 +311,43 @@ def build_app(model: PlatformModel):
     return app
 
 
+def _errors_as_json(app) -> None:
+    """Every error as `{"error": message}` (the Open Inference Protocol's error body), also
+    the framework's own: an unknown route (404), a wrong method (405) and a body that is not
+    the protocol's shape (422) otherwise answer FastAPI's `{"detail": ...}`."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+
+    async def http_error(request, exc: HTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"{request.url.path} is not a route of this server (see /docs)"
+        return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
+
+    async def invalid_body(request, exc: RequestValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: "
+            f"{e.get('msg', 'invalid')}"
+            for e in exc.errors()[:5]
+        )
+        return JSONResponse({"error": f"the request does not fit the protocol: {problems}"}, 422)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_body)
+
+
 def _not_served(path: str) -> bool:
     # One server serves one pinned version: no repository (a client could unload the model),
-    # no explainer, no version-addressed routes. KServe answers those 200/501/503.
-    return path.startswith("/v2/repository") or ":explain" in path or "/versions/" in path
+    # no explainer. KServe answers those 200/501/503.
+    return path.startswith("/v2/repository") or ":explain" in path
 
 
 async def _answer(send, status: int, message: str) -> None:
+    await _answer_json(send, status, {"error": message})
+
+
+async def _answer_json(send, status: int, body: dict) -> None:
     import json
 
     await send(
@@ -302,18 +357,49 @@ async def _answer(send, status: int, message: str) -> None:
             "headers": [(b"content-type", b"application/json")],
         }
     )
-    await send({"type": "http.response.body", "body": json.dumps({"error": message}).encode()})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
 class _PinnedVersion:
-    """The server serves one pinned version: repository, explain and version-addressed routes
-    are 404, and `?model_version=` (Open Inference Protocol) must name the version served
-    (KServe 0.14 answers the parameter with 501 whatever its value)."""
+    """The server serves one pinned version: repository and explain routes are 404;
+    version-addressed routes (`/v2/models/{name}/versions/{v}/...`) and `?model_version=`
+    (Open Inference Protocol) are served when they name the version served and 404 otherwise
+    (KServe 0.14 answers both with 501 whatever the version); the model metadata names it."""
 
     def __init__(self, app, model: PlatformModel) -> None:
         self.app, self.model = app, model
 
+    def _unversioned(self, path: str) -> str | None:
+        """`/v2/models/{name}/versions/{v}[/ready|/infer]` as the unversioned route when `v`
+        is the version served (its number, or `registered/number`); else None."""
+        prefix = f"/v2/models/{self.model.name}/versions/"
+        if not path.startswith(prefix):
+            return None
+        rest = path[len(prefix) :]
+        for served in (self.model.version, self.model.version_number):
+            if rest == served or rest.startswith(served + "/"):
+                return f"/v2/models/{self.model.name}" + rest[len(served) :]
+        return None
+
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and "/versions/" in scope["path"]:
+            path = self._unversioned(scope["path"])
+            if path is None:
+                await _answer(
+                    send,
+                    404,
+                    f"{scope['path']}: this server serves {self.model.name} version "
+                    f"{self.model.version_number} only",
+                )
+                return
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and scope["path"].rstrip("/") == f"/v2/models/{self.model.name}"
+        ):
+            await _answer_json(send, 200, self.model.v2_metadata())
+            return
         if scope["type"] == "http" and _not_served(scope["path"]):
             await _answer(
                 send,
@@ -327,7 +413,7 @@ class _PinnedVersion:
 
             query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             asked = [v for k, v in query if k == "model_version"]
-            served = {self.model.version, self.model.version.rsplit("/", 1)[-1]}
+            served = {self.model.version, self.model.version_number}
             if any(v not in served for v in asked):
                 await _answer(
                     send,

@@ -16,8 +16,7 @@ import pandas as pd
 
 from mlplatform.evaluation.slicing import check_slices
 from mlplatform.features.tables import EVENT_TS
-from mlplatform.jobs import load_usecase
-from mlplatform.spec import UseCase
+from mlplatform.spec import UseCase, load_usecase
 from mlplatform.training.dataset import Splits, split
 from mlplatform.training.families import FAMILIES
 from mlplatform.training.preprocessing import Preprocessor

@@ -13,7 +13,7 @@ from mlplatform.validation.quarantine import Gate
 from mlplatform.validation.reference import reference_profile
 from mlplatform.validation.schema import build_schema
 
-from ..conftest import source_of
+from ...conftest import source_of
 
 
 def test_retire_excludes_a_batch_and_restore_undoes_it(taxi, workspace_factory, tmp_path):

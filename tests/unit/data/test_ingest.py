@@ -17,7 +17,7 @@ from mlplatform.data.ingest import file_sha256, ingest
 from mlplatform.validation.quarantine import Gate
 from mlplatform.validation.schema import build_schema, schema_version
 
-from ..conftest import source_of
+from ...conftest import source_of
 
 
 def test_same_bytes_same_version(taxi, workspace_factory, tmp_path):
@@ -120,3 +120,41 @@ def test_killed_ingest_process_recovers(taxi, tmp_path, repo_root):
     assert not list(batches.glob(".incoming-*"))
     stored = next((batches / file_sha256(big)).glob("batch.*"))
     assert file_sha256(stored) == file_sha256(big)
+
+
+def test_a_parquet_file_with_a_pickled_type_is_refused_unread(taxi, workspace_factory, tmp_path):
+    """pyarrow < 14 unpickles `arrow.py_extension_type` columns from a file (CVE-2023-47248):
+    a crafted batch could run code at ingest. The gate quarantines it as unreadable instead,
+    and the pickle's payload never runs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    marker = tmp_path / "payload-ran"
+
+    class Crafted(pa.PyExtensionType):
+        def __init__(self) -> None:
+            super().__init__(pa.int64())
+
+        def __reduce__(self):  # what unpickling would call: touch a file
+            return (marker.touch, ())
+
+    column = pa.ExtensionArray.from_storage(Crafted(), pa.array([1, 2]))
+    path = tmp_path / "crafted.parquet"
+    pq.write_table(pa.table({"trip_miles": column}), path)
+    out = Gate(taxi, build_schema(taxi), workspace_factory(taxi)).process(path)
+    assert not out.accepted
+    assert [a.kind for a in out.report.anomalies] == ["MALFORMED_FILE"]
+    assert "CVE-2023-47248" in out.report.anomalies[0].description
+    assert not marker.exists()
+
+
+def test_a_parquet_file_without_a_suffix_is_read_as_parquet(taxi, workspace_factory, tmp_path):
+    """KFP Dataset artifacts and exports like `part-0` carry no suffix: the content decides."""
+    from mlplatform.data.ingest import detect_format
+
+    frame = pd.read_csv(source_of(taxi)).head(500)
+    bare = tmp_path / "part-0"
+    frame.to_parquet(bare, index=False)
+    assert detect_format(bare) == "parquet"
+    rec, created = ingest(bare, taxi, workspace_factory(taxi), "v1")
+    assert created and rec.rows == 500

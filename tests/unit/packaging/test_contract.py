@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mlplatform.serving.contract import MAX_INSTANCES, Contract, ContractError, Field
+from mlplatform.packaging.contract import MAX_INSTANCES, Contract, ContractError, Field
 
 C = Contract((Field("fare", "double"), Field("sex", "string")))
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.serving.contract import Contract, Field
+from mlplatform.packaging.contract import Contract, Field
 from mlplatform.training.columns import Columns
 from mlplatform.training.families import LogisticFamily
 from mlplatform.training.preprocessing import Preprocessor, model_inputs
@@ -93,9 +93,9 @@ def test_columns_records_and_frame_keep_every_value():
 
 
 def test_timed_requests_carry_the_rows_as_a_client_sends_them(taxi):
-    """Selection and the battery time one-row v1 bodies (serving.scoring): each must hold its
-    row's values, with nulls as JSON null, and pass the contract unchanged."""
-    from mlplatform.serving.scoring import single_row_bodies
+    """Selection and the battery time one-row v1 bodies (packaging.request_scoring): each must
+    hold its row's values, with nulls as JSON null, and pass the contract unchanged."""
+    from mlplatform.packaging.request_scoring import single_row_bodies
 
     rows = _rows(taxi, 6)
     bodies = single_row_bodies(rows, 8)

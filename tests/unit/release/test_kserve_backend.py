@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mlplatform.serving.canary import CanaryController, CanaryPolicy, CanaryRefused, MetricsSource
-from mlplatform.serving.kserve_backend import KServeBackend, ShadowNotSupported
+from mlplatform.release.canary import CanaryController, CanaryPolicy, CanaryRefused, MetricsSource
+from mlplatform.release.kserve_backend import KServeBackend, ShadowNotSupported
 
 PATH = "/apis/serving.kserve.io/v1beta1/namespaces/mlplatform/inferenceservices/taxi"
 
@@ -165,7 +165,7 @@ def test_shadow_is_refused_naming_the_alternatives_and_leaves_the_champion(api):
         backend.set_mode("shadow")
     message = str(err.value)
     assert "mlplatform/taxi" in message and "cannot mirror" in message
-    assert "mlplatform.serving.router" in message and "Seldon" in message
+    assert "mlplatform.release.router" in message and "Seldon" in message
     assert api.patches()[-1] == {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
     assert api.objects[PATH]["spec"]["predictor"]["canaryTrafficPercent"] == 0
 

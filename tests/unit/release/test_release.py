@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlplatform.serving.canary import CanaryPolicy
-from mlplatform.serving.release import DEFAULT_RELEASE, ReleaseError, load_policy
+from mlplatform.release.canary import CanaryPolicy
+from mlplatform.release.files import DEFAULT_RELEASE, ReleaseError, load_policy
 from mlplatform.workspace import REPO_ROOT
 
 

@@ -15,7 +15,7 @@ from mlplatform.validation.quarantine import Gate
 from mlplatform.validation.reference import record_champion, reference_profile
 from mlplatform.validation.schema import build_schema
 
-from ..conftest import source_of
+from ...conftest import source_of
 
 
 def _gate(spec, ws):

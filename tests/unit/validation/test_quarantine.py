@@ -16,7 +16,7 @@ from mlplatform.spec import Alerts
 from mlplatform.validation.quarantine import BatchRejected, Gate
 from mlplatform.validation.schema import build_schema
 
-from ..conftest import source_of
+from ...conftest import source_of
 
 
 @pytest.fixture

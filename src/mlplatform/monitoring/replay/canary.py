@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlplatform.serving import local_stack as ls
-from mlplatform.serving.canary import CanaryPolicy, CanaryResult, local_controller
+from mlplatform.release import local_stack as ls
+from mlplatform.release.canary import CanaryPolicy, CanaryResult, local_controller
 
 # Loose latency bounds, as in tests/integration/test_canary.py: on a shared 2-core machine the
 # p99 of two identical servers differs by >1.25x in 7-28% of rounds. Errors and the KPI still
@@ -62,15 +62,16 @@ def canary_release(
     with ExitStack() as stack:
         procs: list[ls.Process] = []
         stack.callback(lambda: ls.stop(*procs))  # registered first, so it runs last
-        for side, version in (("champion", champion), ("challenger", challenger)):
-            uri = f"models:/{registered}/{version}"
-            server = ls.model_server(side, model_name, uri, tracking_uri, workdir, extra_args=extra)
-            procs.append(server)
-        up = {p.role: p.url for p in procs}
+        uris = {
+            "champion": f"models:/{registered}/{champion}",
+            "challenger": f"models:/{registered}/{challenger}",
+        }
+        servers = ls.model_pair(
+            model_name, uris, tracking_uri, workdir, procs, extra, READY_TIMEOUT_S
+        )
+        up = {role: p.url for role, p in servers.items()}
         router = ls.router(up["champion"], up["challenger"], workdir, percent=0)
         procs.append(router)
-        for p in procs[:2]:
-            ls.wait_ready(p, ls.READY["model"], READY_TIMEOUT_S)
         ls.wait_ready(router, ls.READY["router"], READY_TIMEOUT_S)
         stop = threading.Event()
         sender = threading.Thread(

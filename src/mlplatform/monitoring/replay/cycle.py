@@ -17,7 +17,7 @@ from mlplatform.data.drift import ReferenceProfile
 from mlplatform.data.labels import encode_labels
 from mlplatform.monitoring.drift import monitored_columns, served_drift
 from mlplatform.monitoring.performance import LabelLog, confidence, join_labels, performance_table
-from mlplatform.monitoring.replay import (
+from mlplatform.monitoring.replay.history import (
     Replay,
     ReplayConfig,
     ingest_month,
@@ -33,6 +33,8 @@ from mlplatform.monitoring.triggers import (
     trigger_log_path,
 )
 from mlplatform.monitoring.windows import read_log
+from mlplatform.tracking import registered_model_name
+from mlplatform.workspace import Workspace
 
 
 @dataclass
@@ -56,7 +58,7 @@ class MonitoringCycle:
     @classmethod
     def start(cls, cfg: ReplayConfig) -> MonitoringCycle:
         """Train and deploy the first champion on the initial months."""
-        from mlplatform.jobs import load_usecase
+        from mlplatform.spec import load_usecase
         from mlplatform.tracking import use_workspace
 
         replay = Replay(cfg)  # its clock starts here: the wall seconds include every setup step
@@ -64,7 +66,7 @@ class MonitoringCycle:
         use_workspace(cfg.home, spec.name)
         history = load_history(cfg, spec)
         months = sorted(history["_month"].unique())
-        out = Path(cfg.home).resolve() / spec.name / "monitoring" / "replay"
+        out = Workspace.locate(cfg.home, spec.name).monitoring / "replay"
         out.mkdir(parents=True, exist_ok=True)
         cycle = cls(cfg, spec, history, traffic_features(cfg, spec, history), months, out, replay)
         cycle.requests = RequestLog(RequestLogConfig(out / "requests", flush_rows=10_000))
@@ -105,7 +107,7 @@ class MonitoringCycle:
         from mlplatform.validation.statistics import compute_statistics
 
         self.champion = version
-        name = f"{self.spec.name}-classifier"
+        name = registered_model_name(self.spec.name)
         self.model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
         train = pd.read_parquet(training_set)
         self.train_frame = train
@@ -120,7 +122,7 @@ class MonitoringCycle:
 
     def _retrain(self, month: str, reasons: list[str] | None = None):
         """Retrain; `reasons` are the triggers that started it (None: the first champion)."""
-        from mlplatform.monitoring.retrain import retrain
+        from mlplatform.monitoring.replay.retrain import retrain
         from mlplatform.registry import models as reg
 
         outcome = retrain(self.spec.name, self.cfg.home, self.cfg.family)
@@ -166,7 +168,7 @@ class MonitoringCycle:
             self.requests.record(
                 rid,
                 spec.name,
-                f"{spec.name}-classifier/{self.champion}",
+                f"{registered_model_name(spec.name)}/{self.champion}",
                 records[i : i + 1],
                 out["probability"].iloc[i : i + 1],
                 out["prediction"].iloc[i : i + 1],
@@ -281,7 +283,7 @@ class MonitoringCycle:
 
     def _canary(self, month: str, outcome, window: pd.DataFrame, inputs: pd.DataFrame) -> str:
         """Canary the challenger on real servers; returns "promoted" or "rolled_back"."""
-        from mlplatform.monitoring.release import canary_release
+        from mlplatform.monitoring.replay.canary import canary_release
         from mlplatform.registry import models as reg
 
         if not self.cfg.canary:

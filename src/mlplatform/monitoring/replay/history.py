@@ -4,10 +4,9 @@ into months, the served traffic's features, and one month's labelled batch throu
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlplatform.workspace import Workspace
+
 log = logging.getLogger(__name__)
 
 
@@ -27,12 +29,12 @@ class RetrainOutcome:
 
 def retrain(usecase: str, home: Path, family: str = "logistic") -> RetrainOutcome:
     """Features from every usable batch, one candidate of `family`, evaluation, registration."""
-    from mlplatform.jobs import features_job
-    from mlplatform.model_jobs import evaluate_job, register_job
+    from mlplatform.jobs.data import features_job
+    from mlplatform.jobs.models import evaluate_job, register_job
     from mlplatform.training.run import train_candidate
 
     t0 = time.perf_counter()
-    folder = Path(home).resolve() / usecase / "monitoring" / "training_sets"
+    folder = Workspace.locate(home, usecase).monitoring / "training_sets"
     folder.mkdir(parents=True, exist_ok=True)
     ts = folder / f"training_set-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**6}.parquet"
     summary = features_job(usecase, home, ts)

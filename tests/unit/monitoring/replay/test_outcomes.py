@@ -4,7 +4,7 @@ that stopped each retraining."""
 
 from __future__ import annotations
 
-from mlplatform.monitoring.outcomes import (
+from mlplatform.monitoring.replay.outcomes import (
     confidence_note,
     drift_to_promotion,
     false_triggers,
