@@ -83,8 +83,8 @@ endef
 test: setup .make/engine lint ## Lint and run the default test suite (excludes slow tests)
 	$(call run_pytest,-m "not slow")
 
-test-unit: .venv/.stamp ## Only tests/unit: no servers, no pipeline runs, no notebooks (~2 min)
-	$(call run_pytest,tests/unit -m "not slow")
+test-unit: .venv/.stamp ## Code tests in-process (tests/unit, not slow, not heavy): no servers, pipelines, CLI processes
+	$(call run_pytest,tests/unit -m "not slow and not heavy")
 
 test-slow: setup ## Run the slow suites (bad-data corpus at scale, long pipelines)
 	$(call run_pytest,-m slow)

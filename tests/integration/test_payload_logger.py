@@ -119,7 +119,7 @@ def _rows(rng: random.Random, n: int) -> list[dict]:
 
 
 def _v1_response(prob: list[float]) -> dict:
-    """The platform server's v1 answer (mlplatform.serving.server.PlatformModel.predict)."""
+    """The platform server's v1 answer (mlplatform.serving.model.PlatformModel.predict)."""
     preds = [{"probability": p, "prediction": int(p >= 0.5)} for p in prob]
     return {"predictions": preds, "model_version": VERSION}
 

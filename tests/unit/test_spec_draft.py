@@ -110,6 +110,7 @@ def test_refusals_name_the_fix(tmp_path):
         draft_spec("d", tmp_path / "one.csv", "y", "good", "one.csv")
 
 
+@pytest.mark.heavy
 def test_cli_init_writes_spec_and_schema_into_the_project(tmp_path, repo_root):
     project = tmp_path / "project"
     _frame(300).to_csv(tmp_path / "own.csv", index=False)

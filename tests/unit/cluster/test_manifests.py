@@ -141,6 +141,7 @@ def _check_kserve(objects: list[dict]) -> tuple[int, list[dict]]:
     return out.returncode, [json.loads(line) for line in out.stdout.splitlines()]
 
 
+@pytest.mark.heavy
 def test_kserve_resources_match_the_kserve_sdk_models():
     """One subprocess for all of them: the kserve import alone takes seconds."""
     kserve = [o for _, o in _all_objects() if o["apiVersion"].startswith("serving.kserve.io/")]

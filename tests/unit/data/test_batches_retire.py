@@ -16,6 +16,7 @@ from mlplatform.validation.schema import build_schema
 from ...conftest import source_of
 
 
+@pytest.mark.heavy
 def test_retire_excludes_a_batch_and_restore_undoes_it(taxi, workspace_factory, tmp_path):
     from mlplatform.features.store import FeatureRepo
 
@@ -43,6 +44,7 @@ def test_retire_excludes_a_batch_and_restore_undoes_it(taxi, workspace_factory, 
         gate.cat.restore(rec.batch_id, "twice")
 
 
+@pytest.mark.heavy
 def test_cli_retire_and_restore(tmp_path, repo_root, taxi):
     home = tmp_path / "home"
     a, _ = split_clean(source_of(taxi), taxi, tmp_path / "parts", (0.1, 0.9))

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from mlplatform.data.catalogue import BatchStatus, Catalogue
 from mlplatform.data.ingest import file_sha256, ingest
@@ -71,6 +72,7 @@ def _big_batch(taxi, tmp_path, copies=40):
     return big
 
 
+@pytest.mark.heavy
 def test_killed_ingest_process_recovers(taxi, tmp_path, repo_root):
     """SIGKILL the real CLI mid-copy and mid-validation; a rerun loses and duplicates nothing."""
     big = _big_batch(taxi, tmp_path)

@@ -212,6 +212,7 @@ def test_out_of_range_predictions_are_refused(frame, spec):
 # --- TFMA evaluation -------------------------------------------------------------------
 
 
+@pytest.mark.heavy  # TFMA on Beam: ~20 s for the module's two evaluations
 def test_overall_metrics_match_sklearn(fair, frame):
     y, p = labelled(frame)
     overall = fair.overall
@@ -230,6 +231,7 @@ def test_overall_metrics_match_sklearn(fair, frame):
     assert overall["calibration"] == pytest.approx(p.sum() / y.sum(), abs=1e-6)
 
 
+@pytest.mark.heavy  # TFMA on Beam: ~20 s for the module's two evaluations
 def test_slice_metrics_match_sklearn(fair, frame):
     rows = frame[frame["target"].notna() & (frame["sex"] == "2")]
     y, p = labelled(rows)
@@ -238,6 +240,7 @@ def test_slice_metrics_match_sklearn(fair, frame):
     assert sex2["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-3)
 
 
+@pytest.mark.heavy  # TFMA on Beam: ~20 s for the module's two evaluations
 def test_per_slice_counts_add_up(fair, spec):
     table = fair.table
     total = fair.overall["example_count"]
@@ -252,6 +255,7 @@ def test_per_slice_counts_add_up(fair, spec):
     assert ages == ["<25", "25-35", "35-45", "45-55", ">=55", "missing"]  # band order
 
 
+@pytest.mark.heavy  # TFMA on Beam: ~20 s for the module's two evaluations
 def test_result_renders(fair):
     payload = json.loads(fair.to_json())
     assert payload["threshold"] == THRESHOLD
@@ -265,6 +269,7 @@ def test_result_renders(fair):
 # --- fairness gate ------------------------------------------------------------------------
 
 
+@pytest.mark.heavy  # TFMA on Beam: ~20 s for the module's two evaluations
 def test_unfair_model_fails_the_gate(unfair, spec):
     report = fairness_report(unfair, spec)
     assert report.verdict is Verdict.FAIL and not report.passed
@@ -278,6 +283,7 @@ def test_unfair_model_fails_the_gate(unfair, spec):
     assert "Fairness gate FAIL" in report.to_markdown()
 
 
+@pytest.mark.heavy  # TFMA on Beam: ~20 s for the module's two evaluations
 def test_every_attribute_and_metric_is_checked_with_intervals(fair, spec):
     report = fairness_report(fair.table, spec)
     attributes = {(c.attribute, c.metric) for c in report.checks}
@@ -289,6 +295,7 @@ def test_every_attribute_and_metric_is_checked_with_intervals(fair, spec):
     assert [c.message() for c in again.checks] == [c.message() for c in report.checks]
 
 
+@pytest.mark.heavy  # TFMA on Beam: ~20 s for the module's two evaluations
 def test_tiny_groups_are_judged_merged_never_dropped(fair, spec):
     report = fairness_report(fair, spec)
     groups = report.groups

@@ -163,6 +163,7 @@ def test_spec_migration_and_drift_off_reason(tmp_path, repo_root):
         load_spec(no_reason)
 
 
+@pytest.mark.heavy
 def test_a_dataset_the_repository_does_not_ship(tmp_path):
     """scikit-learn's bundled breast-cancer table (not in ../shared), its spec written by the
     test: one half accepted, the other half an ordinary batch, a unit change caught."""

@@ -96,6 +96,7 @@ def test_webhook_alert_delivered(taxi, workspace_factory, unseen_payment):
     assert "payment_type" in received[0]["features"]
 
 
+@pytest.mark.heavy
 def test_cli_quarantine_round_trip(tmp_path, unseen_payment, repo_root):
     home = tmp_path / "home"
 
