@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -192,10 +193,40 @@ def test_workers_share_the_port_the_metrics_and_the_request_log(server, tmp_path
         for _ in range(6):
             text = urllib.request.urlopen(f"{p.url}/metrics").read().decode()
             assert _requests_200(text, version) == sent
+        # A worker that dies is replaced while the other keeps answering, and counted.
+        os.kill(workers[0], signal.SIGKILL)
+        for _ in range(20):
+            code, _ = _post(f"{p.url}/v1/models/taxi:predict", {"instances": rows[:1]})
+            assert code == 200
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with open(f"/proc/{p.proc.pid}/task/{p.proc.pid}/children") as fh:
+                now = [int(x) for x in fh.read().split()]
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.5)
+        assert len(now) == 2 and workers[0] not in now, now
+        text = urllib.request.urlopen(f"{p.url}/metrics").read().decode()
+        assert "mlplatform_worker_restarts_total 1.0" in text
+        workers = now
     finally:
         ls.stop(p)
     assert p.proc.returncode == 0
     assert not [w for w in workers if os.path.exists(f"/proc/{w}")]
+
+
+def test_a_model_that_cannot_load_stops_a_multi_worker_server(server, tmp_path):
+    """gunicorn would replace a worker forever; a model that does not load ends the server
+    with the single process's status (2) instead."""
+    _, version, _, _ = server
+    p = ls.model_server(
+        "broken", "taxi", f"models:/taxi-classifier/{int(version) + 100}", _TRACKING["uri"],
+        tmp_path, extra_args=["--workers", "2"],
+    )
+    try:
+        assert p.proc.wait(timeout=180) == 2, p.log_tail()
+    finally:
+        ls.stop(p)
 
 
 def _logging_pids(folder) -> set[int]:

@@ -133,10 +133,12 @@ def model_pair(
     extra_args: list[str] | None = None,
     timeout: float = 120,
     log=lambda _msg: None,
+    wait: bool = True,
 ) -> dict[str, Process]:
     """Champion and challenger model servers (`uris` maps role to registry URI), started
-    together and waited for. Each is appended to `started` as soon as it exists, so the
-    caller's cleanup stops it even when the other one fails to come up."""
+    together and (unless `wait` is False: the caller starts more before waiting) waited for.
+    Each is appended to `started` as soon as it exists, so the caller's cleanup stops it even
+    when the other one fails to come up."""
     servers = {}
     for role, uri in uris.items():
         servers[role] = model_server(
@@ -145,7 +147,8 @@ def model_pair(
         started.append(servers[role])
     for p in servers.values():
         log(f"starting the {p.role} model server at {p.url} ...")
-        wait_ready(p, READY["model"], timeout)
+        if wait:
+            wait_ready(p, READY["model"], timeout)
     return servers
 
 

@@ -118,19 +118,12 @@ class _PinnedVersion:
                 )
                 return
             scope = {**scope, "path": path, "raw_path": path.encode()}
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "GET"
-            and scope["path"].rstrip("/") == f"/v2/models/{self.model.name}"
-        ):
-            await _answer_json(send, 200, self.model.v2_metadata())
-            return
         if scope["type"] == "http" and _not_served(scope["path"]):
             await _answer(
                 send,
                 404,
                 f"{scope['path']} is not served: this server serves {self.model.version} only "
-                "(no model repository, explainer or version-addressed routes)",
+                "(no model repository or explainer)",
             )
             return
         if scope["type"] == "http" and b"model_version" in scope.get("query_string", b""):
@@ -149,6 +142,13 @@ class _PinnedVersion:
                 return
             rest = urlencode([(k, v) for k, v in query if k != "model_version"])
             scope = {**scope, "query_string": rest.encode("latin-1")}
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and scope["path"].rstrip("/") == f"/v2/models/{self.model.name}"
+        ):
+            await _answer_json(send, 200, self.model.v2_metadata())
+            return
         await self.app(scope, receive, send)
 
 

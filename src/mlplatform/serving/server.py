@@ -24,9 +24,9 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 
+# The model, KServe and prometheus_client load inside `main`: with several workers the metrics
+# folder must be set before prometheus_client is imported, and nothing heavy before the fork.
 from mlplatform.serving import workers  # noqa: E402
-from mlplatform.serving.app import build_app  # noqa: E402
-from mlplatform.serving.model import PlatformModel  # noqa: E402
 from mlplatform.serving.process import add_bind_args, configure_logging, serve  # noqa: E402
 
 log = logging.getLogger("mlplatform.serving")
@@ -85,21 +85,49 @@ def main(argv: list[str] | None = None) -> None:
     add_bind_args(ap)
     args = ap.parse_args(argv)
     configure_logging()
-    worker = workers.worker_index()
-    if args.workers > 1 and worker is None:
-        argv = sys.argv[1:] if argv is None else list(argv)
-        raise SystemExit(workers.supervise("mlplatform.serving.server", argv, args.workers))
+    _request_log_config(ap, args)  # a bad setting is a usage error before anything starts
+    if args.workers > 1:
+        # gunicorn forks the workers before any of them loads a model (TensorFlow's and
+        # OpenMP's threads do not survive a fork) and restarts one that dies.
+        raise SystemExit(
+            workers.serve_with_gunicorn(lambda: _loaded_app(ap, args), args.host, args.port,
+                                        args.workers)
+        )
+    try:
+        app = _loaded_app(ap, args)
+    except ModelNotLoaded as exc:
+        raise SystemExit(2) from exc
+    serve(app, args.host, args.port)
+
+
+class ModelNotLoaded(RuntimeError):
+    """The model (or its feature repository) could not be loaded; the log says why."""
+
+
+def _loaded_app(ap: argparse.ArgumentParser, args: argparse.Namespace):
+    """The served model, loaded and checked, in its HTTP application (in each worker)."""
+    from mlplatform.serving.app import build_app
+    from mlplatform.serving.model import PlatformModel
+
     model = PlatformModel(args.model_name, args.model_uri, args.tracking_uri)
     model.request_log = _request_log(ap, args.request_log, args.request_log_sample)
     try:
         model.load()
     except Exception as exc:  # a server that cannot load must say why and exit non-zero
         log.error("cannot load %s: %s", args.model_uri, exc)
-        raise SystemExit(2) from exc
+        raise ModelNotLoaded(str(exc)) from exc
     if args.feature_repo:
         model.online = _online(args.feature_repo, model, args.on_missing_entity)
-    sock = workers.reuse_port_socket(args.host, args.port) if worker is not None else None
-    serve(build_app(model), args.host, args.port, sock)
+    return build_app(model)
+
+
+def _request_log_config(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from mlplatform.monitoring.requestlog import RequestLogConfig
+
+    try:
+        RequestLogConfig.from_env(args.request_log, args.request_log_sample)
+    except ValueError as exc:
+        ap.error(str(exc))
 
 
 def _workers(value: str) -> int:
@@ -116,14 +144,14 @@ def _workers(value: str) -> int:
     return n
 
 
-def _online(repo: str, model: PlatformModel, on_missing: str):
+def _online(repo: str, model, on_missing: str):
     from mlplatform.serving.online import OnlineFeatures
 
     try:
         online = OnlineFeatures.open(repo, model.contract.names, on_missing)
     except Exception as exc:  # a lookup the operator asked for and cannot have: say why, exit
         log.error("cannot open the feature repository %s: %s", repo, exc)
-        raise SystemExit(2) from exc
+        raise ModelNotLoaded(f"feature repository {repo}: {exc}") from exc
     log.info(
         "online lookup from %s (%s on a missing entity): %s", repo, on_missing, online.describe()
     )

@@ -1,116 +1,123 @@
 """Several model-server processes behind one port, so one server can use every core.
 
-Each worker is a whole server process (its own interpreter and model copy: TensorFlow's and
-OpenMP's threads do not survive a fork) listening on the same port with SO_REUSEPORT, so the
-kernel spreads connections over the workers. Prometheus samples are shared through
-prometheus_client's multiprocess mode: every worker writes its counters and histograms to
-files in one folder, and `/metrics` in any worker reads them all, so a scrape sees the whole
-server whichever worker answers it (ADR 0019).
+gunicorn is the process manager: its master binds the port and forks the workers before any of
+them imports TensorFlow or loads the model (TensorFlow's and OpenMP's threads do not survive a
+fork); each worker then loads its own copy and serves it with uvicorn (uvicorn-worker). A worker
+that dies is replaced, and `mlplatform_worker_restarts_total` counts the replacements; a model
+that cannot load in a worker fails the whole server (exit 2) rather than leaving a server that
+restarts a broken worker forever. Prometheus samples are shared through prometheus_client's
+multiprocess mode: every worker (and the master, for the restart counter) writes to files in one
+folder, and `/metrics` in any worker reads them all (ADR 0019).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import gc
 import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
+from collections.abc import Callable
 
 log = logging.getLogger("mlplatform.serving")
 
-WORKER_ENV = "MLPLATFORM_SERVER_WORKER"  # set in a worker: its index (the supervisor has none)
+WORKER_ENV = "MLPLATFORM_SERVER_WORKER"  # set in a worker: its number (the master has none)
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's switch to multiprocess mode
-STOP_GRACE_S = 10.0
-_PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 10
+# Loading a model (TensorFlow's import included) may take a minute on a busy machine; a worker
+# is only declared hung when it has not reported for this long.
+WORKER_TIMEOUT_S = 300
+_BOOT_FAILED = 3  # gunicorn's exit status when a worker could not load the application
 
 
 def worker_index() -> int | None:
-    """This process's worker index, None when it is not a worker of a supervisor."""
+    """This process's worker number, None when it is not a worker of a multi-worker server."""
     value = os.environ.get(WORKER_ENV)
     return int(value) if value is not None else None
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket that other workers may bind to the same (host, port)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _die_with_parent() -> None:
-    # A supervisor killed with SIGKILL cannot stop its workers; the kernel does it for us.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def supervise(module: str, argv: list[str], workers: int) -> int:
-    """Run `workers` copies of `python -m module argv` and wait.
-
-    The first worker to exit ends the server: the others are stopped and its exit code is
-    returned (a worker that cannot load its model fails the whole server, as one process
-    would, rather than leaving a server that is silently half as large). SIGTERM and SIGINT
-    stop every worker.
-    """
+def serve_with_gunicorn(load_app: Callable[[], object], host: str, port: int, n: int) -> int:
+    """Serve the ASGI app that `load_app` builds (called in each worker, after the fork) on
+    host:port with `n` gunicorn workers; returns the exit status (2: the model did not load)."""
     metrics_dir = tempfile.mkdtemp(prefix="mlplatform-metrics-")
-    procs: list[subprocess.Popen] = []
-    stopping = False
+    # Before prometheus_client is imported here or in a worker: every process then writes its
+    # samples to files in the folder.
+    os.environ[METRICS_ENV] = metrics_dir
+    from gunicorn.app.base import BaseApplication
 
-    def stop(signum=None, frame=None) -> None:
-        nonlocal stopping
-        stopping = True
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
+    forks = {"n": 0}
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    def pre_fork(server, worker) -> None:
+        forks["n"] += 1
+        if forks["n"] > n:  # a replacement: the first n forks are the server starting
+            _restarts().inc()
+            log.warning("worker %s replaced (restart %d)", worker.age, forks["n"] - n)
+
+    def post_fork(server, worker) -> None:
+        os.environ[WORKER_ENV] = str(worker.age)
+
+    def child_exit(server, worker) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            settings = {
+                "bind": f"{host}:{port}",
+                "workers": n,
+                "worker_class": "uvicorn_worker.UvicornWorker",
+                "preload_app": False,  # each worker loads the model after the fork
+                "timeout": WORKER_TIMEOUT_S,
+                "graceful_timeout": STOP_GRACE_S,
+                "accesslog": None,
+                "loglevel": "warning",
+                "pre_fork": pre_fork,
+                "post_fork": post_fork,
+                "child_exit": child_exit,
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            app = load_app()
+            # No access log: a line per request costs what a request costs. KServe's logging
+            # setup, run while the model loads, gave uvicorn's access logger its handlers back.
+            access = logging.getLogger("uvicorn.access")
+            access.handlers, access.propagate = [], False
+            # What loading left lives as long as the worker: out of the collector's reach, as
+            # mlplatform.serving.process.serve does for one process.
+            gc.collect()
+            gc.freeze()
+            return app
+
+    master = os.getpid()
     try:
-        for i in range(workers):
-            env = {**os.environ, WORKER_ENV: str(i), METRICS_ENV: metrics_dir}
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", module, *argv], env=env, preexec_fn=_die_with_parent
-                )
-            )
-        log.info("started %d workers (pids %s)", workers, ", ".join(str(p.pid) for p in procs))
-        code = _wait_first(procs)
-        if stopping:  # asked to stop: the workers' exit codes are the signal's doing
-            return 0
-        log.error("a worker exited with %s: stopping the server", code)
-        return code or 1
+        Server().run()
+        return 0
+    except SystemExit as exc:
+        if os.getpid() != master:  # a forked worker leaving: its status is gunicorn's to read
+            raise
+        code = exc.code if isinstance(exc.code, int) else 1
+        return 2 if code == _BOOT_FAILED else code
     finally:
-        stop()
-        _reap(procs)
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if os.getpid() == master:  # a worker must not remove the folder the others write to
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _wait_first(procs: list[subprocess.Popen]) -> int:
-    while True:
-        for p in procs:
-            code = p.poll()
-            if code is not None:
-                return code
-        time.sleep(0.2)
+_RESTARTS = None
 
 
-def _reap(procs: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + STOP_GRACE_S
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+def _restarts():
+    """The restart counter, created in the master once the metrics folder is set."""
+    global _RESTARTS
+    if _RESTARTS is None:
+        from prometheus_client import Counter
+
+        _RESTARTS = Counter(
+            "mlplatform_worker_restarts_total", "Model-server workers replaced after dying"
+        )
+    return _RESTARTS
 
 
 class MultiprocessMetrics:

@@ -66,12 +66,13 @@ def canary_release(
             "champion": f"models:/{registered}/{champion}",
             "challenger": f"models:/{registered}/{challenger}",
         }
-        servers = ls.model_pair(
-            model_name, uris, tracking_uri, workdir, procs, extra, READY_TIMEOUT_S
-        )
+        # The router starts while the models load; then all three are waited for.
+        servers = ls.model_pair(model_name, uris, tracking_uri, workdir, procs, extra, wait=False)
         up = {role: p.url for role, p in servers.items()}
         router = ls.router(up["champion"], up["challenger"], workdir, percent=0)
         procs.append(router)
+        for p in servers.values():
+            ls.wait_ready(p, ls.READY["model"], READY_TIMEOUT_S)
         ls.wait_ready(router, ls.READY["router"], READY_TIMEOUT_S)
         stop = threading.Event()
         sender = threading.Thread(
