@@ -96,9 +96,14 @@ def _kfp_native_artifacts(run_dir, reg) -> None:
     (view,) = (run_dir / "validate-data").rglob("view")
     page = view.read_text()
     assert "<b>accepted</b>" in page and "TFDV statistics" in page and "facets" in page.lower()
-    (metrics,) = (run_dir / "evaluate-model").rglob("metrics")
-    (curves,) = (run_dir / "evaluate-model").rglob("curves")
-    assert metrics.exists() and curves.exists()
+    # Metrics and curves live in the artifact's metadata (what the UI draws), not in a file.
+    out = json.loads((run_dir / "evaluate-model" / "executor_output.json").read_text())
+    metrics = out["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert 0.5 < metrics["tfma_auc"] <= 1 and "selection_quality" in metrics
+    curves = out["artifacts"]["curves"]["artifacts"][0]["metadata"]
+    assert len(curves["confidenceMetrics"]) > 10
+    matrix = curves["confusionMatrix"]["rows"]
+    assert len(matrix) == 2 and sum(sum(r["row"]) for r in matrix) > 100  # held-out rows
     (report,) = (run_dir / "select-model").rglob("report")
     assert "data:image/png;base64," in report.read_text()
     (model,) = (run_dir / "register-model").rglob("model")

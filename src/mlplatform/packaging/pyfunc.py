@@ -24,7 +24,10 @@ from mlplatform.training.preprocessing import Preprocessor
 MODEL_DIR = "model_dir"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # src/mlplatform
 # What every artifact needs to load, whatever the family; pinned to what is installed now.
-BASE_REQUIREMENTS = ("mlflow", "pandas", "numpy", "pyarrow", "pydantic", "pyyaml", "cloudpickle")
+# pyarrow-hotfix: the shipped code (data.reading) imports it wherever user Parquet is read.
+BASE_REQUIREMENTS = (
+    "mlflow", "pandas", "numpy", "pyarrow", "pyarrow-hotfix", "pydantic", "pyyaml", "cloudpickle"
+)
 
 
 class PlatformModel(mlflow.pyfunc.PythonModel):
