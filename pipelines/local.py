@@ -50,10 +50,13 @@ def run_training_in_containers(usecase: str, source: str, home: Path) -> dict:
 def training_task_names() -> dict[str, str]:
     """kfp.local's task names (`train-model-2`) mapped to the pipeline's display names
     (`train-xgboost`), which say which family a task trains."""
-    from pipelines.training import training_pipeline
+    # Read from the compiled pipeline (kept current by a test), not by importing it: importing
+    # the components fixes their image, which the container runner must choose first.
+    import yaml
 
-    tasks = training_pipeline.pipeline_spec.root.dag.tasks
-    return {key: task.task_info.name for key, task in tasks.items()}
+    compiled = Path(__file__).parent / "compiled" / "training.yaml"
+    spec = next(yaml.safe_load_all(compiled.read_text()))
+    return {key: task["taskInfo"]["name"] for key, task in spec["root"]["dag"]["tasks"].items()}
 
 
 def run_training(usecase: str, source: str, home: Path, pipeline_root: Path) -> dict:
