@@ -16,7 +16,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from mlplatform.alerts import AlertmanagerError, post_alerts  # noqa: F401 - re-exported
-from mlplatform.monitoring.prometheus import free_port
+from mlplatform.monitoring.prometheus import free_port, start_daemon, stop_daemon
 from mlplatform.workspace import REPO_ROOT
 
 CONFIG = REPO_ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
@@ -136,30 +135,14 @@ class AlertmanagerServer:
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--cluster.listen-address=",  # no gossip port: one instance, nothing on 0.0.0.0
         ]
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AlertmanagerError(f"alertmanager exited at start:\n{self._log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise AlertmanagerError(f"alertmanager not ready within {timeout_s} s:\n{self._log_tail()}")
+        self.proc = start_daemon(
+            cmd, self.log_path, self.url + "/-/ready", timeout_s, "alertmanager",
+            AlertmanagerError,
+        )
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_daemon(self.proc)
         self.proc = None
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)

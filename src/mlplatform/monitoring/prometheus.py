@@ -167,30 +167,13 @@ class PrometheusServer:
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--web.enable-lifecycle",  # POST /-/reload after a config change
         ]
-        with open(self.log_path, "w") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise PrometheusError(f"prometheus exited at start:\n{self._log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise PrometheusError(f"prometheus not ready within {timeout_s} s:\n{self._log_tail()}")
+        self.proc = start_daemon(
+            cmd, self.log_path, self.url + "/-/ready", timeout_s, "prometheus", PrometheusError
+        )
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_daemon(self.proc)
         self.proc = None
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -281,3 +264,42 @@ def promtool_test(test_files: Sequence[Path]) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
+
+
+def start_daemon(cmd: list[str], log_path: Path, ready_url: str, timeout_s: float, name: str,
+                 error: type[Exception]) -> subprocess.Popen:
+    """Start a server process logging to `log_path` and return once `ready_url` answers 200;
+    `error` names it (with its log's end) when it exits or does not get ready in time."""
+    with open(log_path, "w") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise error(f"{name} exited at start:\n{_tail(log_path)}")
+        try:
+            with urllib.request.urlopen(ready_url, timeout=2) as resp:
+                if resp.status == 200:
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.2)
+    stop_daemon(proc)
+    raise error(f"{name} not ready within {timeout_s} s:\n{_tail(log_path)}")
+
+
+def stop_daemon(proc: subprocess.Popen | None) -> None:
+    """Terminate, then kill what does not exit within 15 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    try:
+        return path.read_text()[-n:]
+    except OSError:
+        return "(no log)"
