@@ -119,7 +119,7 @@ serve: setup ## Serve USECASE's registry ALIAS (default challenger) on 127.0.0.1
 	$(SERVING_PY) -m mlplatform.serving.server --model-name $(USECASE) \
 	  --model-uri models:/$(USECASE)-classifier@$(ALIAS) \
 	  --tracking-uri sqlite:///$(CURDIR)/.mlplatform/mlflow/mlflow.db --port $(PORT) \
-	  --workers $(WORKERS)
+	  --workers $(WORKERS) --request-log $(CURDIR)/.mlplatform/$(USECASE)/monitoring/requests
 
 # ---- Kubeflow on kind: images, cluster, submit, deploy (README "Kubeflow on kind") ----------
 .PHONY: images run-containers base-image test-containers cluster-up submit deploy cluster-down
@@ -177,13 +177,29 @@ cluster-down: ## Delete the kind cluster (.mlplatform/kind, the home volume, sta
 	$(CLI) cluster down
 
 # ---- Monitoring: Prometheus on a running `make serve`, and the replay (README "Monitoring") --
-.PHONY: monitor simulate
+.PHONY: monitor simulate monitor-once schedule drift-ui
 MONITOR_PORT ?= 9090
 DRIFT_FROM ?= 2015-06
 monitor: .venv/.stamp ## Prometheus on 127.0.0.1:MONITOR_PORT scraping `make serve` (PORT), with the repo's rules
 	@curl -sf -o /dev/null http://127.0.0.1:$(PORT)/metrics || \
 	  echo "warning: nothing answers on 127.0.0.1:$(PORT)/metrics yet; start \`make serve\` (the target shows as down until then)" >&2
 	$(CLI) monitor prometheus --server 127.0.0.1:$(PORT) --port $(MONITOR_PORT)
+
+FAMILIES ?= logistic,xgboost,keras
+monitor-once: setup ## The monitoring pipeline once (kfp.local) on `make serve`'s request log: drift, triggers, retrain, canary request
+	$(CLI) monitor once --usecase $(USECASE) --families $(FAMILIES)
+
+DRIFT_UI_PORT ?= 8000
+drift-ui: .venv/.stamp ## Evidently UI on 127.0.0.1:DRIFT_UI_PORT: a drift snapshot per window judged by monitor-once
+	.venv/bin/evidently ui --workspace $(CURDIR)/.mlplatform/$(USECASE)/monitoring/evidently \
+	  --host 127.0.0.1 --port $(DRIFT_UI_PORT)
+
+CRON ?= 0 0 * * * *
+schedule: compile ## Schedule the monitoring pipeline on KFP on kind as a recurring run (CRON, KFP's 6 fields)
+	$(call require_tools,kubectl)
+	$(call with_port_forward,-n kubeflow svc/ml-pipeline-ui $(KFP_PORT):80,\
+	  $(CLI) cluster schedule --usecase $(USECASE) --cron "$(CRON)" --families $(FAMILIES) \
+	    --host http://127.0.0.1:$(KFP_PORT))
 
 simulate: setup ## Replay taxi 2013-2016 month by month (drift x10 on fare from DRIFT_FROM; DRIFT_FROM=none): dashboard
 	$(CLI) monitor simulate --drift-from $(DRIFT_FROM)

@@ -73,3 +73,18 @@ def run_training(usecase: str, source: str, home: Path, pipeline_root: Path) -> 
     )
     task = training_pipeline(usecase=usecase, source=source, home=str(home))
     return {"outputs": getattr(task, "outputs", {})}
+
+
+def run_monitoring(usecase: str, home: Path, pipeline_root: Path, **params) -> dict:
+    """Run the monitoring pipeline once in subprocesses of the current (locked) interpreter;
+    `params` are the pipeline's (request_log, families, min_rows, ...)."""
+    from pipelines.monitoring import monitoring_pipeline
+
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root),
+        raise_on_error=True,
+    )
+    task = monitoring_pipeline(usecase=usecase, home=str(home), **params)
+    return {"outputs": getattr(task, "outputs", {})}

@@ -68,6 +68,12 @@ class Workspace:
         return self.root / "monitoring"
 
     @property
+    def requests(self) -> Path:
+        """The served-request log the monitoring reads: `make serve` and the cluster's payload
+        logger write here."""
+        return self.monitoring / "requests"
+
+    @property
     def pipeline_runs(self) -> Path:
         """kfp.local's pipeline root for the subprocess runner."""
         return self.root / "pipeline_runs"

@@ -7,9 +7,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mlplatform.jobs.data import features_job
+from mlplatform.monitoring.requestlog import RequestLog, RequestLogConfig, record_each_row
 from mlplatform.spec import UseCase, load_spec
 from mlplatform.tracking import use_workspace
 from mlplatform.training.run import train_candidate
@@ -105,3 +107,41 @@ def spark(spark_cluster):
     )
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def served_champion(trained_taxi, tmp_path_factory, name: str) -> dict:
+    """A home of its own whose first version is the champion: its model and training rows."""
+    import mlflow
+
+    from mlplatform.governance.stages import champion_is_reference
+    from mlplatform.packaging.pyfunc import signature_frame
+    from mlplatform.registry import models as reg
+    from mlplatform.training.preprocessing import model_inputs
+
+    spec = trained_taxi.spec
+    home = trained_taxi.own_home(tmp_path_factory, name)
+    run = trained_taxi.run
+    version = reg.register(spec, run["run_id"], run["model_uri"], {"family": "logistic"})
+    name = reg.registered_model_name(spec.name)
+    reg.client().set_registered_model_alias(name, reg.CHAMPION, version)
+    champion_is_reference(spec, home, version)
+    model = mlflow.pyfunc.load_model(run["model_uri"])
+    rows = pd.read_parquet(trained_taxi.training_set)  # every model input, and the label
+    return {"spec": spec, "home": home, "version": version, "model": model,
+            "rows": rows, "inputs": model_inputs(spec), "frame": signature_frame}
+
+
+def serve_rows(served, rows: pd.DataFrame, prefix: str, log_dir) -> list[str]:
+    """Score `rows` with the champion and log each as its own request, as the server does."""
+    spec = served["spec"]
+    inputs = served["frame"](rows, *served["inputs"])
+    out = served["model"].predict(inputs)
+    ids = [f"{prefix}-{i}" for i in range(len(rows))]
+    log = RequestLog(RequestLogConfig(log_dir, flush_rows=10_000))
+    record_each_row(
+        log, spec.name, f"{spec.name}-classifier/{served['version']}", inputs.to_dict("records"),
+        list(out["probability"]), list(out["prediction"]), ids,
+        [1.7e9 + i for i in range(len(rows))],
+    )
+    log.close()
+    return ids

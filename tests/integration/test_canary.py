@@ -233,9 +233,12 @@ def test_router_splits_by_request_id_shadows_and_validates(stack):
         assert _count(f"{stack.challenger}/metrics") - before == 10
         assert backend.state()["mode"] == "shadow"
         controller = _canary(stack, router, stack.challenger, f"{stack.challenger}/metrics", [])
+        rollbacks: list[tuple[str, str]] = []  # where the CLI raises the CanaryRolledBack alert
+        controller.on_rollback = lambda version, reason: rollbacks.append((version, reason))
         controller.start()
         assert backend.state()["challenger_percent"] == POLICY.challenger_percent
         assert controller.abort("operator said no").reason == "operator said no"
+        assert [r for _, r in rollbacks] == ["operator said no"]
         state = backend.state()
         assert state["mode"] == "champion-only" and state["challenger_percent"] == 0
 

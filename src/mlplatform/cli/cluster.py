@@ -15,7 +15,7 @@ cluster_app = typer.Typer(
     no_args_is_help=True,
 )
 
-PIPELINES = ("training", "batch_scoring")
+PIPELINES = ("training", "batch_scoring", "monitoring")
 HostOpt = Annotated[
     str,
     typer.Option(
@@ -118,9 +118,9 @@ def down() -> None:
 @cluster_app.command("submit")
 def submit(
     usecase: Annotated[str, typer.Option("--usecase", "-u", help="Use-case name.")] = "taxi",
-    pipeline: Annotated[str, typer.Option("--pipeline", help="training|batch_scoring")] = (
-        "training"
-    ),
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", help="training|batch_scoring|monitoring")
+    ] = "training",
     source: Annotated[
         str | None, typer.Option("--source", help="Input file as the pods see it (/data/...).")
     ] = None,
@@ -141,7 +141,8 @@ def submit(
     except SpecError as exc:
         _fail(str(exc))
     params = {"usecase": spec.name, "home": "/data/mlplatform"}
-    params["source"] = source or _guard(cluster_source, spec.source.path)
+    if pipeline != "monitoring":  # the monitoring pipeline reads the request log, not a file
+        params["source"] = source or _guard(cluster_source, spec.source.path)
     name = f"mlplatform-{pipeline.replace('_', '-')}"
     try:
         done = do_submit(package, name, params, host=host)
@@ -149,6 +150,46 @@ def submit(
         _fail(f"cannot submit to Kubeflow Pipelines at {host}: {exc}")
     typer.echo(f"pipeline {name} version {done.version_name} ({done.version_id})")
     typer.echo(f"run {done.run_id}: {done.url}")
+
+
+@cluster_app.command("schedule")
+def schedule(
+    usecase: Annotated[str, typer.Option("--usecase", "-u", help="Use-case name.")] = "taxi",
+    cron: Annotated[
+        str,
+        typer.Option(
+            "--cron",
+            help="KFP cron, six fields with seconds first: '0 0 * * * *' is hourly, "
+            "'0 0 6 * * *' daily at 06:00.",
+        ),
+    ] = "0 0 * * * *",
+    families: Annotated[
+        str, typer.Option("--families", help="Families a retraining trains.")
+    ] = "logistic,xgboost,keras",
+    host: HostOpt = "http://127.0.0.1:8080",
+) -> None:
+    """Schedule the monitoring pipeline as a KFP recurring run (one run at a time, no catch-up)."""
+    from mlplatform.cluster.submit import check_cron
+    from mlplatform.cluster.submit import schedule as do_schedule
+    from mlplatform.jobs.monitoring import parse_families
+    from mlplatform.spec import SpecError, load_spec, resolve_usecase
+
+    _guard(check_cron, cron)
+    _guard(parse_families, families)
+    package = _repo() / "pipelines" / "compiled" / "monitoring.yaml"
+    if not package.exists():
+        _fail(f"{package} is missing: run `make compile`")
+    try:
+        spec = load_spec(resolve_usecase(usecase, _repo()))
+    except SpecError as exc:
+        _fail(str(exc))
+    params = {"usecase": spec.name, "home": "/data/mlplatform", "families": families}
+    try:
+        done = do_schedule(package, "mlplatform-monitoring", params, cron, host=host)
+    except Exception as exc:  # the KFP API is an external system: say where it failed
+        _fail(f"cannot schedule on Kubeflow Pipelines at {host}: {exc}")
+    typer.echo(f"recurring run {done.recurring_run_id} ({done.cron}), {done.version_name}")
+    typer.echo(done.url)
 
 
 @cluster_app.command("deploy")

@@ -145,6 +145,74 @@ def triggers_cmd(
                 typer.echo(f"    {key}: {r[key]}")
 
 
+@monitor_app.command("once")
+def once_cmd(
+    usecase: UsecaseOpt = "taxi",
+    home: HomeOpt = None,
+    request_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="The request-log folder (default: <home>/<usecase>/monitoring/requests, where "
+            "`make serve` and the cluster's payload logger write)."
+        ),
+    ] = None,
+    families: Annotated[
+        str, typer.Option(help="Families a retraining trains, comma-separated.")
+    ] = "logistic,xgboost,keras",
+    min_rows: Annotated[int, typer.Option(help="Fewer new rows: the window stays open.")] = 100,
+    new_labels: Annotated[int, typer.Option(help="Labels since training that trigger.")] = 5000,
+    drift_windows: Annotated[int, typer.Option(help="Drifted windows in a row to trigger.")] = 1,
+    canary_percent: Annotated[int, typer.Option(help="Share the canary request asks for.")] = 5,
+) -> None:
+    """Run the monitoring pipeline once with kfp.local: judge the traffic logged since the
+    last run; when a trigger fires, retrain, gate and request a canary."""
+    from mlplatform.jobs.monitoring import parse_families
+    from mlplatform.monitoring.triggers import TriggerPolicy
+    from mlplatform.monitoring.watch import state_path
+
+    spec = spec_of(usecase)
+    h = home_of(home).resolve()
+    ws = Workspace.locate(h, spec.name)
+    log_dir = (request_log or ws.requests).resolve()
+    try:
+        parse_families(families)
+        TriggerPolicy(min_rows=min_rows, new_labels=new_labels, drift_windows=drift_windows)
+    except ValueError as exc:
+        fail(str(exc))
+    if not 1 <= canary_percent <= 100:
+        fail(f"--canary-percent {canary_percent}: expected 1..100")
+    if not log_dir.is_dir():
+        fail(
+            f"{log_dir}: no request log yet. Serve with logging on (`make serve` writes there; "
+            f"or `mlplatform.serving.server --request-log {log_dir}`), or pass --request-log"
+        )
+    try:
+        from pipelines.local import run_monitoring
+    except ImportError as exc:
+        fail(f"the pipelines package is not importable ({exc}); run from the repository root")
+    typer.echo(f"running pipeline mlplatform-monitoring for {spec.name} on {log_dir}")
+    try:
+        run_monitoring(
+            spec.name, h, ws.pipeline_runs, request_log=str(log_dir), families=families,
+            min_rows=min_rows, new_labels=new_labels, drift_windows=drift_windows,
+            canary_percent=canary_percent,
+        )
+    except Exception as exc:  # noqa: BLE001 - kfp raises RuntimeError with the task's name
+        fail(
+            f"monitoring pipeline failed: {exc}\nthe checkpoint stays where it was and a "
+            "pending retraining is asked for again by the next run", 1
+        )
+    windows = sorted((ws.monitoring / "windows").glob("window-*.json"))
+    if windows:
+        verdict = json.loads(windows[-1].read_text())
+        typer.echo(
+            f"\nwindow {verdict['window']}: {verdict['rows']} rows, "
+            f"retrain {'yes' if verdict['retrain'] else 'no'}"
+        )
+    typer.echo(f"state: {state_path(h, spec.name)}")
+    typer.echo(f"triggers: mlplatform monitor triggers --usecase {spec.name}")
+
+
 @monitor_app.command("simulate")
 def simulate_cmd(
     home: HomeOpt = None,

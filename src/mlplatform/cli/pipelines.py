@@ -129,9 +129,9 @@ def compile_pipelines(
     / "compiled",
 ) -> None:
     """Compile every pipeline to KFP YAML (submit it to Kubeflow Pipelines)."""
-    from pipelines import batch_scoring, training
+    from pipelines import batch_scoring, monitoring, training
 
-    for module in (training, batch_scoring):
+    for module in (training, batch_scoring, monitoring):
         typer.echo(f"wrote {module.compile_to(out)}")
 
 

@@ -59,22 +59,7 @@ def submit(
     import kfp
 
     client = kfp.Client(host=host)
-    version = version_name(pipeline_name, package)
-    pipeline_id = client.get_pipeline_id(pipeline_name)
-    if pipeline_id is None:
-        pipeline = client.upload_pipeline(str(package), pipeline_name=pipeline_name)
-        pipeline_id = pipeline.pipeline_id
-        versions = client.list_pipeline_versions(pipeline_id).pipeline_versions or []
-        # The first upload creates a version named like the pipeline: name it by content too.
-        version_id = versions[0].pipeline_version_id
-        version = versions[0].display_name
-    else:
-        version_id = _find_version(client, pipeline_id, version)
-        if version_id is None:
-            created = client.upload_pipeline_version(
-                str(package), pipeline_version_name=version, pipeline_id=pipeline_id
-            )
-            version_id = created.pipeline_version_id
+    pipeline_id, version_id, version = _upload(client, package, pipeline_name)
     exp = client.create_experiment(experiment)  # returns the existing one when there is one
     run = client.run_pipeline(
         experiment_id=exp.experiment_id,
@@ -96,3 +81,77 @@ def _find_version(client, pipeline_id: str, name: str) -> str | None:
         token = page.next_page_token
         if not token:
             return None
+
+
+def _upload(client, package: Path, pipeline_name: str) -> tuple[str, str, str]:
+    """(pipeline id, version id, version name) of `package`, uploaded unless KFP has it."""
+    version = version_name(pipeline_name, package)
+    pipeline_id = client.get_pipeline_id(pipeline_name)
+    if pipeline_id is None:
+        pipeline = client.upload_pipeline(str(package), pipeline_name=pipeline_name)
+        pipeline_id = pipeline.pipeline_id
+        versions = client.list_pipeline_versions(pipeline_id).pipeline_versions or []
+        # The first upload creates a version named like the pipeline: name it by content too.
+        return pipeline_id, versions[0].pipeline_version_id, versions[0].display_name
+    version_id = _find_version(client, pipeline_id, version)
+    if version_id is None:
+        created = client.upload_pipeline_version(
+            str(package), pipeline_version_name=version, pipeline_id=pipeline_id
+        )
+        version_id = created.pipeline_version_id
+    return pipeline_id, version_id, version
+
+
+def check_cron(cron: str) -> str:
+    """KFP's cron has six fields, seconds first ("0 0 * * * *": hourly); a five-field Unix cron
+    is the usual mistake, so it is named."""
+    fields = cron.split()
+    if len(fields) == 5:
+        raise ValueError(
+            f"cron {cron!r} has 5 fields; Kubeflow Pipelines wants 6, seconds first: "
+            f"'0 {cron}'"
+        )
+    if len(fields) != 6:
+        raise ValueError(f"cron {cron!r}: expected 6 fields (seconds minutes hours day month "
+                         "weekday), e.g. '0 0 * * * *' for hourly")
+    return cron
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    recurring_run_id: str
+    version_name: str
+    cron: str
+    url: str
+
+
+def schedule(
+    package: Path,
+    pipeline_name: str,
+    params: dict,
+    cron: str,
+    *,
+    host: str = DEFAULT_HOST,
+    experiment: str = EXPERIMENT,
+) -> Scheduled:
+    """A recurring run of `package` on `cron`: one run at a time (a monitoring run reads from
+    where the previous stopped, so two at once would judge the same rows), no catch-up of
+    missed periods (the next run reads everything since the last anyway)."""
+    import kfp
+
+    check_cron(cron)
+    client = kfp.Client(host=host)
+    pipeline_id, version_id, version = _upload(client, package, pipeline_name)
+    exp = client.create_experiment(experiment)
+    job = client.create_recurring_run(
+        experiment_id=exp.experiment_id,
+        job_name=f"{pipeline_name} {params.get('usecase', '')} schedule".strip(),
+        cron_expression=cron,
+        max_concurrency=1,
+        no_catchup=True,
+        params=params,
+        pipeline_id=pipeline_id,
+        version_id=version_id,
+    )
+    rid = job.recurring_run_id
+    return Scheduled(rid, version, cron, f"{host.rstrip('/')}/#/recurringrun/details/{rid}")

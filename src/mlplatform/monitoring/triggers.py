@@ -77,9 +77,10 @@ def evaluate_window(
     """The triggers one window fires (updates `state`); `held` while cooling down."""
     state.labels_since_training += new_labels
     drifted = [d for d in drift if d.triggers and d.drifted]
-    state.drifted_streak = state.drifted_streak + 1 if drifted and rows >= policy.min_rows else 0
+    if rows >= policy.min_rows:  # a smaller window says nothing either way: the streak stays
+        state.drifted_streak = state.drifted_streak + 1 if drifted else 0
     fired: list[Trigger] = []
-    if drifted and state.drifted_streak >= policy.drift_windows:
+    if drifted and rows >= policy.min_rows and state.drifted_streak >= policy.drift_windows:
         worst = max(drifted, key=lambda d: d.score / d.threshold)
         fired.append(
             Trigger(

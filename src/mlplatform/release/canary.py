@@ -192,9 +192,11 @@ class CanaryController:
         challenger_version: str = "",
         ready_urls: Mapping[str, str] | None = None,
         on_promote: Callable[[str], None] | None = None,
+        on_rollback: Callable[[str, str], None] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.policy, self.backend, self.metrics = policy, backend, metrics
+        self.on_rollback = on_rollback  # (version, reason): e.g. raise the platform's alert
         self.challenger_version = challenger_version
         self.ready_urls = dict(ready_urls or {})  # side -> URL answering 200 when ready
         self.on_promote = on_promote or (lambda version: None)
@@ -277,6 +279,11 @@ class CanaryController:
         self.backend.set_mode("champion-only")
         self.backend.set_challenger_percent(0)
         self._finish("rolled_back", reason)
+        if self.on_rollback is not None:
+            try:
+                self.on_rollback(self.challenger_version, reason)
+            except Exception as exc:  # noqa: BLE001 - the rollback stands; the alert is extra
+                self.log(f"rollback alert not delivered: {exc}")
 
     def _promote(self) -> None:
         # The promotion gate (registry lifecycle, approvals) decides before any traffic moves:
@@ -314,6 +321,7 @@ def local_controller(
     *,
     challenger_version: str = "",
     on_promote: Callable[[str], None] | None = None,
+    on_rollback: Callable[[str, str], None] | None = None,
     log: Callable[[str], None] = print,
     prometheus_url: str | None = None,
 ) -> CanaryController:
@@ -337,5 +345,6 @@ def local_controller(
         # A fault proxy forwards the readiness of the model server behind it.
         ready_urls={side: f"{url}{READY['model']}" for side, url in sides.items()},
         on_promote=on_promote,
+        on_rollback=on_rollback,
         log=log,
     )

@@ -219,6 +219,16 @@ def test_drift_trigger_needs_consecutive_windows_then_cools_down(tmp_path):
     assert log.read()[0]["reason"] == "drift" and log.read()[0]["retrained"] is True
 
 
+def test_a_too_small_window_neither_extends_nor_breaks_a_drift_streak():
+    policy = TriggerPolicy(drift_windows=2, min_rows=100, new_labels=10**6)
+    st = TriggerState()
+    assert evaluate_window(policy, st, "taxi", "w1", 500, _drift(0.6), 0.6, 0.6) == []
+    assert evaluate_window(policy, st, "taxi", "w2", 10, [], None, 0.6) == []
+    assert st.drifted_streak == 1
+    fired = evaluate_window(policy, st, "taxi", "w3", 500, _drift(0.6), 0.6, 0.6)
+    assert [t.reason for t in fired] == ["drift"]
+
+
 def test_confidence_and_label_triggers():
     policy = TriggerPolicy(confidence_drop=0.25, new_labels=1000)
     st = TriggerState()
