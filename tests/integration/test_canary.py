@@ -233,7 +233,7 @@ def test_router_splits_by_request_id_shadows_and_validates(stack):
         assert _count(f"{stack.challenger}/metrics") - before == 10
         assert backend.state()["mode"] == "shadow"
         controller = _canary(stack, router, stack.challenger, f"{stack.challenger}/metrics", [])
-        rollbacks: list[tuple[str, str]] = []  # where the CLI raises the CanaryRolledBack alert
+        rollbacks: list[tuple[str, str]] = []  # where the CLI raises the canary_rolled_back alert
         controller.on_rollback = lambda version, reason: rollbacks.append((version, reason))
         controller.start()
         assert backend.state()["challenger_percent"] == POLICY.challenger_percent

@@ -108,4 +108,4 @@ def test_drift_retrains_gates_and_requests_a_canary(served, repo_root, tmp_path)
     )
     assert "--canary-percent 5" in request["cluster"]
     alerts = [json.loads(x) for x in (home / spec.name / "alerts.jsonl").read_text().splitlines()]
-    assert {"RetrainingTriggered", "CanaryRequested"} <= {a["kind"] for a in alerts}
+    assert {"retraining_triggered", "canary_requested"} <= {a["kind"] for a in alerts}

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from mlplatform.jobs.monitoring import canary_request_job, monitor_job
+from mlplatform.monitoring.exporter import metrics_file
 from mlplatform.monitoring.triggers import TriggerLog, TriggerPolicy, trigger_log_path
 from mlplatform.monitoring.watch import WatchState, evidently_dir, labels_path, state_path
 from mlplatform.workspace import Workspace
@@ -52,6 +53,10 @@ def test_windows_are_read_once_small_ones_wait_and_drift_asks_until_recorded(ser
     assert drifted.drift["fare"]["drifted"] and drifted.retrain
     assert drifted.reasons == ["drift"]
     assert _evidently_runs(home, spec.name) == 2  # the small window was not judged alone
+    # The gauges the cluster's drift exporter serves: this window's, fare over its threshold.
+    page = metrics_file(Workspace.locate(home, spec.name).monitoring).read_text()
+    score = _sample(page, "mlplatform_feature_drift_score", 'feature="fare"')
+    assert score > _sample(page, "mlplatform_feature_drift_threshold", 'feature="fare"')
 
     # The retraining did not happen (a failed run): the next run asks again, once per reason.
     serve_rows(served, shifted.sample(300, random_state=4), "d", log_dir)
@@ -81,6 +86,11 @@ def test_windows_are_read_once_small_ones_wait_and_drift_asks_until_recorded(ser
     serve_rows(served, shifted.sample(300, random_state=5), "e", log_dir)
     cooling = monitor_job(spec.name, home, "", POLICY)
     assert not cooling.retrain and cooling.fired and cooling.fired[0]["held"]
+
+
+def _sample(page: str, name: str, label: str) -> float:
+    (line,) = [x for x in page.splitlines() if x.startswith(name + "{") and label in x]
+    return float(line.rsplit(" ", 1)[1])
 
 
 def _evidently_runs(home, usecase: str) -> int:

@@ -243,13 +243,13 @@ def register(app: typer.Typer) -> None:
 
 
 def rollback_alert(spec, home: Path, version: str, reason: str) -> None:
-    """The platform's CanaryRolledBack alert, through the spec's sink (Alertmanager on a
+    """The platform's canary_rolled_back alert, through the spec's sink (Alertmanager on a
     cluster), like a quarantine or a retraining trigger."""
     from mlplatform.alerts import raise_alert
 
     ws = Workspace.for_usecase(home, spec.name)
     raise_alert(
-        spec.alerts, ws.root, "CanaryRolledBack", f"v{version} rolled back: {reason}",
+        spec.alerts, ws.root, "canary_rolled_back", f"v{version} rolled back: {reason}",
         usecase=spec.name, version=version,
     )
 

@@ -132,7 +132,7 @@ def canary_request_job(
         with open(path, "a") as fh:
             fh.write(json.dumps(request) + "\n")
         raise_alert(
-            spec.alerts, ws.root, "CanaryRequested",
+            spec.alerts, ws.root, "canary_requested",
             f"retrained v{version} passed the gate: canary it at {canary_percent}% "
             f"({request['cluster']})",
             usecase=spec.name, version=str(version),

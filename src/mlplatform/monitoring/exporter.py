@@ -108,3 +108,40 @@ class MonitoringExporter:
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_to_textfile(str(path), self.registry)
+
+
+def metrics_file(monitoring_dir: Path) -> Path:
+    """Where a scheduled monitoring run leaves its gauges for `mlplatform.monitoring.
+    metrics_files` to serve (the cluster's drift exporter)."""
+    return Path(monitoring_dir) / "metrics.prom"
+
+
+def write_window_metrics(
+    path: Path,
+    model: str,
+    drift: Iterable[FeatureDrift],
+    confidence: float | None,
+    version: str,
+    performance: dict,
+    kpi_name: str,
+    trigger_counts: dict[str, int],
+) -> None:
+    """One monitoring run's results as a Prometheus text file: drift per feature (thresholds
+    only where a feature triggers), confidence of the served `version`, labelled quality and KPI
+    per version (`performance`: "version|slice" -> metrics) and the triggers fired so far."""
+    exp = MonitoringExporter()
+    exp.set_drift(model, drift)
+    if confidence is not None:
+        exp.confidence.labels(model, version).set(confidence)
+    for key, metrics in performance.items():
+        ver, slice_ = key.split("|", 1)
+        for name in ("auc", "accuracy", "brier", "ece"):
+            if metrics.get(name) is not None:
+                exp.metric.labels(model, ver, name, slice_).set(metrics[name])
+        if slice_ == "overall":
+            if metrics.get("kpi") is not None:
+                exp.kpi.labels(model, ver, kpi_name).set(metrics["kpi"])
+            exp.labels_joined.labels(model).set(metrics.get("n", 0))
+    for reason, n in trigger_counts.items():
+        exp.triggers.labels(model, reason).inc(n)
+    exp.write(path)

@@ -311,11 +311,12 @@ def judge_window(
 
         for t in new:
             raise_alert(
-                spec.alerts, ws.root, "RetrainingTriggered", t.message, usecase=spec.name,
+                spec.alerts, ws.root, "retraining_triggered", t.message, usecase=spec.name,
                 reason=t.reason, window=t.window,
             )
     if judged:
         state.windows += 1
+        _export(spec, ws, window, drift, conf, performance, tlog, state.pending)
     state.save(path)
     reasons = sorted({p["reason"] for p in state.pending})
     return WindowVerdict(
@@ -332,6 +333,23 @@ def judge_window(
         retrain=bool(state.pending),
         reasons=reasons,
         notes=notes,
+    )
+
+
+def _export(spec: UseCase, ws: Workspace, window, drift, conf, performance, tlog, pending):
+    """The judged window's gauges for the drift exporter (mlplatform.monitoring.metrics_files);
+    an unjudged window leaves the last ones (their file's age says how old they are)."""
+    from collections import Counter
+
+    from mlplatform.monitoring.exporter import metrics_file, write_window_metrics
+
+    versions = window["version"].dropna().astype(str)
+    served = versions.mode().iloc[0] if len(versions) else "unknown"
+    # Logged triggers (held, or closed with their outcome) and those still pending.
+    counts = Counter(r.get("reason", "") for r in [*tlog.read(), *pending])
+    write_window_metrics(
+        metrics_file(ws.monitoring), spec.name, drift, conf, served, performance,
+        spec.kpi.kind if spec.kpi else "kpi", dict(counts),
     )
 
 

@@ -6,6 +6,7 @@ sidecar."""
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import subprocess
 from functools import cache
@@ -18,6 +19,7 @@ from mlplatform.monitoring import alertmanager as am
 from mlplatform.workspace import REPO_ROOT
 
 MANIFESTS = REPO_ROOT / "manifests"
+DATA_HOME = "/data/mlplatform"  # the pods' platform home (the compiled pipelines' `home`)
 
 
 @cache
@@ -73,6 +75,22 @@ def test_kserve_logs_every_inference_to_the_payload_logger():
     assert any(a.startswith("--log=/data/mlplatform/{model}/") for a in receiver["args"])
     deployment = _one("Deployment", "payload-logger")
     assert deployment["spec"]["replicas"] == 1  # both halves must meet in one process
+
+
+def test_the_drift_exporter_serves_what_the_monitoring_pipeline_writes():
+    from mlplatform.monitoring.exporter import metrics_file
+    from mlplatform.workspace import Workspace
+
+    exporter = _container("drift-exporter", "drift-exporter")
+    assert exporter["command"] == ["python", "-m", "mlplatform.monitoring.metrics_files"]
+    (pattern,) = [a.split("=", 1)[1] for a in exporter["args"] if a.startswith("--glob=")]
+    # The file a watch-traffic task writes on the home volume matches the pattern.
+    written = metrics_file(Workspace.locate(DATA_HOME, "taxi").monitoring)
+    assert fnmatch.fnmatch(str(written), pattern)
+    pod = _one("Deployment", "drift-exporter")["spec"]["template"]
+    assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    port = int(pod["metadata"]["annotations"]["prometheus.io/port"])
+    assert port in [p["containerPort"] for p in exporter["ports"]]
 
 
 def test_prometheus_sends_alerts_to_the_alertmanager_service():
