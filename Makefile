@@ -92,6 +92,7 @@ test-slow: setup ## Run the slow suites (bad-data corpus at scale, long pipeline
 bench: setup ## Benchmarks (ratios measured side by side): bench/*.py
 	$(PY) bench/validation.py
 	$(PY) bench/gate_accuracy.py
+	$(PY) bench/trigger_accuracy.py
 	$(PY) bench/init_ranges.py --reps 1000
 	$(PY) bench/fairness_gate.py --sets 1000
 	$(PY) bench/models.py

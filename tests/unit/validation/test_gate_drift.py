@@ -153,7 +153,7 @@ def test_the_same_batch_gets_the_same_verdict_on_a_rerun(taxi, accepted_file, tm
 def test_spec_migration_and_drift_off_reason(tmp_path, repo_root):
     text = (repo_root / "usecases" / "taxi.yaml").read_text()
     old = tmp_path / "old.yaml"
-    old.write_text(text.replace("retrain_drift: 0.3", "drift_threshold: 0.3", 1))
+    old.write_text(text.replace("retrain_drift: 0.1", "drift_threshold: 0.1", 1))
     with pytest.raises(SpecError, match="drift_threshold` was split by use"):
         load_spec(old)
     no_reason = tmp_path / "no_reason.yaml"
