@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -223,22 +224,54 @@ def judge_window(
     evidently: bool = True,
 ) -> WindowVerdict:
     """Judge the traffic and labels logged since the last call; persist the new state. With
-    `evidently`, a judged window's Evidently snapshot joins `evidently_dir` (`make drift-ui`)."""
-    from mlplatform.monitoring.drift import served_drift
-    from mlplatform.monitoring.performance import confidence, join_labels, performance_table
-    from mlplatform.monitoring.windows import read_log, records_frame
+    `evidently`, a judged window's Evidently snapshot joins `evidently_dir` (`make drift-ui`).
+    Raises MonitoringBusy while another judgement of the use case runs."""
     from mlplatform.tracking import use_workspace
-    from mlplatform.validation.reference import reference_profile
 
     policy = policy or TriggerPolicy()
     home = Path(home)
     ws = Workspace.for_usecase(home, spec.name)
     use_workspace(home, spec.name)
     path = state_path(home, spec.name)
+    with _exclusive(path):
+        return _judge(spec, home, ws, path, Path(request_log), policy, evidently)
+
+
+class MonitoringBusy(RuntimeError):
+    """Another monitoring run of the same use case holds the state."""
+
+
+@contextmanager
+def _exclusive(path: Path):
+    """One judgement at a time per use case: two would read from the same checkpoint and count
+    the same rows twice. The lock is the kernel's (flock): a crashed run leaves none behind."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise MonitoringBusy(
+                f"another monitoring run of this use case is judging a window ({path}); wait "
+                "for it to finish (on Kubeflow the recurring run allows one run at a time)"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _judge(spec, home, ws, path, request_log, policy, evidently) -> WindowVerdict:
+    from mlplatform.monitoring.drift import served_drift
+    from mlplatform.monitoring.performance import confidence, join_labels, performance_table
+    from mlplatform.monitoring.windows import read_log, records_frame
+    from mlplatform.validation.reference import reference_profile
+
     state = WatchState.load(path)
     notes: list[str] = []
 
-    tail = read_new_records(Path(request_log), state.log_offsets)
+    tail = read_new_records(request_log, state.log_offsets)
     if tail.unreadable:
         notes.append(f"{tail.unreadable} request-log lines were not JSON objects (skipped)")
     if tail.rotated_away:
@@ -281,7 +314,7 @@ def judge_window(
     labels = _new_labels(labels_path(home, spec.name), state, spec)
     performance = {}
     if not labels.empty:
-        logged = read_log(Path(request_log))
+        logged = read_log(request_log)
         joined = join_labels(logged, labels[["request_id", "row", "label"]])
         performance = {f"{r.version}|{r.slice}": r.metrics for r in performance_table(spec, joined)}
         if len(joined) < len(labels):
@@ -370,10 +403,11 @@ def close_retraining(
     log, clear them and start the cooldown; returns the records written."""
     policy = policy or TriggerPolicy()
     path = state_path(home, spec.name)
-    state = WatchState.load(path)
-    tlog = TriggerLog(trigger_log_path(home, spec.name))
-    written = [tlog.append(Trigger(**p), **outcome) for p in state.pending]
-    state.pending = []
-    retrained(policy, state.triggers)
-    state.save(path)
+    with _exclusive(path):
+        state = WatchState.load(path)
+        tlog = TriggerLog(trigger_log_path(home, spec.name))
+        written = [tlog.append(Trigger(**p), **outcome) for p in state.pending]
+        state.pending = []
+        retrained(policy, state.triggers)
+        state.save(path)
     return written
