@@ -80,8 +80,9 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 endef
 
+# --durations: the slowest tests are listed at the end, to keep the default run under budget.
 test: setup .make/engine lint ## Lint and run the default test suite (excludes slow tests)
-	$(call run_pytest,-m "not slow")
+	$(call run_pytest,-m "not slow" --durations=25)
 
 test-unit: .venv/.stamp ## Code tests in-process (tests/unit, not slow, not heavy): no servers, pipelines, CLI processes
 	$(call run_pytest,tests/unit -m "not slow and not heavy")

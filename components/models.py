@@ -59,9 +59,9 @@ def select_model(
 
     folder = reports_dir(usecase, Path(home))
     out = select_job(usecase, [logistic_run, xgboost_run, keras_run], Path(home), folder)
-    shutil.copy(out["report_embedded"], report.path)  # the Pareto plot inside the Markdown
+    shutil.copy(out.report_embedded, report.path)  # the Pareto plot inside the Markdown
     winner = namedtuple("Winner", ["run_id", "model_uri", "family"])
-    return winner(out["run_id"], out["model_uri"], out["family"])
+    return winner(out.run_id, out.model_uri, out.family)
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -76,21 +76,22 @@ def register_model(
     """Register the winner, run the test battery, apply the champion-challenger gate. `model`
     names the registered version (`models:/...` URI, alias, battery, gate)."""
     import json
+    from dataclasses import asdict
     from pathlib import Path
 
     from mlplatform.jobs.models import register_job
 
     out = register_job(usecase, run_id, model_uri, Path(training_set.path), Path(home))
-    print(json.dumps(out, indent=2))
+    print(json.dumps(asdict(out), indent=2))
     model.metadata.update(
         {
-            "registered_uri": out["registered_uri"],
-            "version": out["version"],
-            "family": out["family"],
-            "alias": out["alias"] or "",
-            "battery_passed": out["battery_passed"],
-            "gate": out["gate"],
+            "registered_uri": out.registered_uri,
+            "version": out.version,
+            "family": out.family,
+            "alias": out.alias or "",
+            "battery_passed": out.battery_passed,
+            "gate": out.gate,
         }
     )
-    Path(model.path).write_text(out["registered_uri"] + "\n")
-    return out["version"]
+    Path(model.path).write_text(out.registered_uri + "\n")
+    return out.version

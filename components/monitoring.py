@@ -95,7 +95,9 @@ def register_retrained(
         retrain,
     )
     registered = namedtuple("Registered", ["version", "gate"])
-    return registered(str(out["version"]), str(out["gate"]))
+    if out is None:  # no retraining asked for
+        return registered("", "skipped")
+    return registered(out.version, out.gate)
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

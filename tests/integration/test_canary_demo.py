@@ -39,8 +39,8 @@ def candidate(trained_taxi, tmp_path_factory):
     out = trained_taxi.run
     evaluate_job("taxi", out["run_id"], home)
     done = register_job("taxi", out["run_id"], out["model_uri"], trained_taxi.training_set, home)
-    assert done["alias"] == "challenger", done
-    return trained_taxi.spec, home, done["version"]
+    assert done.alias == "challenger", done
+    return trained_taxi.spec, home, done.version
 
 
 @pytest.mark.slow

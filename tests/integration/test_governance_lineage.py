@@ -106,12 +106,12 @@ def test_register_job_publishes_the_model_card(trained_taxi, registered, reprodu
     outcome = register_job(
         "taxi", run_id, run.data.tags["model_uri"], trained_taxi.training_set, home
     )
-    v = outcome["version"]
-    assert outcome["model_card"] == f"runs:/{run_id}/model_card/taxi-v{v}.md"
-    assert reg.version_tags(spec, v)["model_card"] == outcome["model_card"]
+    v = outcome.version
+    assert outcome.model_card == f"runs:/{run_id}/model_card/taxi-v{v}.md"
+    assert reg.version_tags(spec, v)["model_card"] == outcome.model_card
     logged = {Path(f.path).name for f in client.list_artifacts(run_id, "model_card")}
     assert logged == {f"taxi-v{v}.md", f"taxi-v{v}.html"}
-    card = Path(mlflow.artifacts.download_artifacts(outcome["model_card"], dst_path=str(tmp_path)))
+    card = Path(mlflow.artifacts.download_artifacts(outcome.model_card, dst_path=str(tmp_path)))
     text = card.read_text()
     assert f"# Model card: taxi-classifier v{v}" in text
     assert spec.intended_use[:40] in text and spec.model_card.ethical_considerations[:40] in text

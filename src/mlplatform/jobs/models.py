@@ -9,7 +9,7 @@ import base64
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +139,34 @@ def _candidate(run_id: str):
     )
 
 
-def select_job(usecase: str, run_ids: list[str], home: Path, report_dir: Path) -> dict:
+@dataclass(frozen=True)
+class Selection:
+    """The selected candidate and where the selection report went."""
+
+    run_id: str
+    family: str
+    model_uri: str
+    report: str  # selection.md
+    report_embedded: str  # the same with the Pareto plot inside (one file, for the KFP UI)
+    reasons: dict  # family -> why it was or was not chosen
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A registered version: its battery, the champion-challenger gate and its alias."""
+
+    version: str
+    family: str
+    battery_passed: bool
+    alias: str | None  # "challenger" when the gate passed, else None
+    gate: str  # the gate's reason, in words
+    model_uri: str
+    registered_uri: str  # models:/<name>/<version>
+    battery: dict  # check -> "passed: ..." / "failed: ..."
+    model_card: str = ""  # the card's artifact URI ("" when it could not be generated)
+
+
+def select_job(usecase: str, run_ids: list[str], home: Path, report_dir: Path) -> Selection:
     """Apply the selection policy; write the report and the Pareto plot."""
     import mlflow
 
@@ -168,14 +195,14 @@ def select_job(usecase: str, run_ids: list[str], home: Path, report_dir: Path) -
             "no candidate satisfies the constraints:\n"
             + "\n".join(f"  {f}: {r}" for f, r in sel.reasons.items())
         )
-    return {
-        "run_id": sel.winner.run_id,
-        "family": sel.winner.family,
-        "model_uri": sel.winner.model_uri,
-        "report": str(report_dir / "selection.md"),
-        "report_embedded": str(embedded),
-        "reasons": sel.reasons,
-    }
+    return Selection(
+        run_id=sel.winner.run_id,
+        family=sel.winner.family,
+        model_uri=sel.winner.model_uri,
+        report=str(report_dir / "selection.md"),
+        report_embedded=str(embedded),
+        reasons=dict(sel.reasons),
+    )
 
 
 @dataclass(frozen=True)
@@ -244,7 +271,9 @@ def _challenger_alias(spec: UseCase, version: str, home: Path) -> tuple[str | No
     return reg.CHALLENGER, decision.reason
 
 
-def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, home: Path) -> dict:
+def register_job(
+    usecase: str, run_id: str, model_uri: str, training_set: Path, home: Path
+) -> Registration:
     """Register the winner, run the battery, apply the champion-challenger gate, publish the
     model card; the outcome is also written to reports/registration.json for people."""
     import mlflow
@@ -275,23 +304,25 @@ def register_job(usecase: str, run_id: str, model_uri: str, training_set: Path, 
     )
     passed = reg.record_battery(spec, version, results)
     alias, gate = _challenger_alias(spec, version, home)
-    outcome = {
-        "version": version,
-        "family": cand.family,
-        "battery_passed": passed,
-        "alias": alias,
-        "gate": gate,
-        "model_uri": model_uri,
-        "registered_uri": reg.version_uri(spec.name, version),
-        "battery": {k: ("passed" if ok else "failed") + f": {d}" for k, (ok, d) in results.items()},
-    }
+    card = ""
     try:
         from mlplatform.governance.cards import publish_card
 
-        outcome["model_card"] = publish_card(spec, version, home)["artifact"]
+        card = publish_card(spec, version, home)["artifact"]
     except Exception as exc:  # the registration stands without its card; say so
         log.warning("model card of v%s not generated: %s", version, exc)
+    outcome = Registration(
+        version=str(version),
+        family=cand.family,
+        battery_passed=passed,
+        alias=alias,
+        gate=gate,
+        model_uri=model_uri,
+        registered_uri=reg.version_uri(spec.name, version),
+        battery={k: ("passed" if ok else "failed") + f": {d}" for k, (ok, d) in results.items()},
+        model_card=card,
+    )
     folder = reports_dir(usecase, home)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "registration.json").write_text(json.dumps(outcome, indent=2))
+    (folder / "registration.json").write_text(json.dumps(asdict(outcome), indent=2))
     return outcome

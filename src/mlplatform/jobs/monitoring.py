@@ -12,12 +12,16 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlplatform.data.catalogue import now_iso
 from mlplatform.monitoring.triggers import TriggerPolicy
 from mlplatform.monitoring.watch import WindowVerdict, close_retraining, judge_window
 from mlplatform.spec import load_usecase
 from mlplatform.workspace import Workspace
+
+if TYPE_CHECKING:
+    from mlplatform.jobs.models import Registration
 
 log = logging.getLogger(__name__)
 SKIPPED = "skipped"
@@ -83,18 +87,18 @@ def retrain_candidate_job(
 
 def retrain_register_job(
     usecase: str, home: Path, run_ids: list[str], training_set: Path, retrain: bool
-) -> dict:
+) -> Registration | None:
     """Select among the trained candidates and register the winner (battery, champion-challenger
-    gate); {"version": ""} when skipped."""
+    gate); None when skipped."""
     from mlplatform.jobs.models import register_job, reports_dir, select_job
 
     if not retrain:
-        return {"version": "", "alias": None, "gate": SKIPPED}
+        return None
     runs = [r for r in run_ids if r]
     if not runs:
         raise ValueError("retraining asked for but no candidate was trained (check `families`)")
     chosen = select_job(usecase, runs, Path(home), reports_dir(usecase, Path(home)) / "retrain")
-    return register_job(usecase, chosen["run_id"], chosen["model_uri"], Path(training_set), home)
+    return register_job(usecase, chosen.run_id, chosen.model_uri, Path(training_set), home)
 
 
 def canary_request_job(

@@ -42,11 +42,11 @@ def retrain(usecase: str, home: Path, family: str = "logistic") -> RetrainOutcom
     evaluate_job(usecase, run["run_id"], home)
     out = register_job(usecase, run["run_id"], run["model_uri"], ts, home)
     return RetrainOutcome(
-        version=str(out["version"]),
+        version=out.version,
         run_id=run["run_id"],
         model_uri=run["model_uri"],
-        challenger=out["alias"] is not None,
-        gate=out["gate"],
+        challenger=out.alias is not None,
+        gate=out.gate,
         training_set=ts,
         training_rows=int(summary.get("training_rows", 0)),
         seconds=round(time.perf_counter() - t0, 1),
