@@ -157,3 +157,19 @@ def test_cli_scores_a_registered_version_on_the_cluster(
     got = pd.read_parquet(out)
     assert set(got["model_version"]) == {f"taxi-classifier/{version}"}
     assert len(got) == len(pd.read_parquet(trained_taxi.training_set))
+    # Refused rows are kept aside, and the scoring is reported incomplete: exit 3.
+    text = pd.read_parquet(trained_taxi.training_set).head(200).astype(object)
+    text.loc[3, "fare"] = "not-a-number"
+    bad = tmp_path / "bad.csv"
+    text.to_csv(bad, index=False)
+    args = [sys.executable, "-m", "mlplatform.cli", "score", str(bad), "--usecase", "taxi",
+            "--home", str(home), "--version", version, "--engine", "spark",
+            "--master", spark_cluster.master_url]
+    r = subprocess.run([*args[:5], str(tmp_path / "bad-out"), *args[5:]], capture_output=True,
+                       text=True, cwd=REPO_ROOT, timeout=600)
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert "1 row(s) refused" in r.stderr and "fare" in r.stderr and "--allow-rejected" in r.stderr
+    assert len(pd.read_parquet(tmp_path / "bad-out")) == 199
+    r = subprocess.run([*args[:5], str(tmp_path / "ok-out"), *args[5:], "--allow-rejected"],
+                       capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert r.returncode == 0 and "warning: 1 row(s) refused" in r.stderr, r.stderr[-3000:]

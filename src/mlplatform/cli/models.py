@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from mlplatform.cli.common import CommandGroup, HomeOpt, UsecaseOpt, fail, home_of, spec_of
+from mlplatform.cli.common import (
+    EXIT_REJECTED,
+    CommandGroup,
+    HomeOpt,
+    UsecaseOpt,
+    fail,
+    home_of,
+    spec_of,
+)
 
 commands = CommandGroup()
 package_app = typer.Typer(help="The packaged MLflow model artifact.", no_args_is_help=True)
@@ -170,10 +178,18 @@ def score(
             "(`make spark-up` starts one and prints it).",
         ),
     ] = None,
+    allow_rejected: Annotated[
+        bool,
+        typer.Option(
+            "--allow-rejected",
+            help="--engine spark: exit 0 even when rows were refused and set aside in "
+            "OUTPUT.rejected/ (default: exit 3, so a scheduler sees an incomplete scoring).",
+        ),
+    ] = False,
 ) -> None:
     """Batch-score a file with a registered model; rows keep model and data versions."""
     if engine == "spark":
-        _score_on_spark(source, output, usecase, home, version, alias, master)
+        _score_on_spark(source, output, usecase, home, version, alias, master, allow_rejected)
         return
     if engine != "local":
         _fail(f"--engine {engine!r}: choose local or spark")
@@ -198,7 +214,7 @@ def score(
     )
 
 
-def _score_on_spark(source, output, usecase, home, version, alias, master) -> None:
+def _score_on_spark(source, output, usecase, home, version, alias, master, allow_rejected):
     """`score --engine spark`: the same job on a Spark cluster (mlplatform.spark.scoring)."""
     if not master:
         _fail("--engine spark needs --master URL (or SPARK_MASTER), e.g. "
@@ -219,11 +235,16 @@ def _score_on_spark(source, output, usecase, home, version, alias, master) -> No
         f"max diff {diff})"
     )
     if res.rejected:
+        # Nothing is lost (the refused rows and their reasons are kept), but the scoring is
+        # incomplete: a scheduler must see it unless the user said partial output is fine.
         typer.secho(
-            f"warning: {res.rejected} row(s) refused by the model's contract were not scored; "
-            f"they are in {res.rejected_output}/ with the reason in column `row_error`, e.g. "
-            + "; ".join(rejected_examples(res, 3)),
-            fg=typer.colors.YELLOW, err=True,
+            f"{'warning' if allow_rejected else 'error'}: {res.rejected} row(s) refused by the "
+            f"model's contract were not scored; they are in {res.rejected_output}/ with the "
+            "reason in column `row_error`, e.g. " + "; ".join(rejected_examples(res, 3))
+            + ("" if allow_rejected else " (--allow-rejected to exit 0)"),
+            fg=typer.colors.YELLOW if allow_rejected else typer.colors.RED, err=True,
         )
+        if not allow_rejected:
+            raise typer.Exit(EXIT_REJECTED)
 
 
