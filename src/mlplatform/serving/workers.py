@@ -91,6 +91,8 @@ def serve_with_gunicorn(load_app: Callable[[], object], host: str, port: int, n:
             gc.freeze()
             return app
 
+    from gunicorn.errors import HaltServer
+
     master = os.getpid()
     try:
         Server().run()
@@ -100,6 +102,12 @@ def serve_with_gunicorn(load_app: Callable[[], object], host: str, port: int, n:
             raise
         code = exc.code if isinstance(exc.code, int) else 1
         return 2 if code == _BOOT_FAILED else code
+    except HaltServer as exc:
+        # When a second worker also fails to boot while the master halts for the first,
+        # gunicorn raises HaltServer out of halt() instead of exiting with its status.
+        if os.getpid() != master:
+            raise
+        return 2 if exc.exit_status == _BOOT_FAILED else int(exc.exit_status or 1)
     finally:
         if os.getpid() == master:  # a worker must not remove the folder the others write to
             shutil.rmtree(metrics_dir, ignore_errors=True)
