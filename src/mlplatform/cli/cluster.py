@@ -51,6 +51,24 @@ def _repo() -> Path:
     return REPO_ROOT
 
 
+def _compiled(pipeline: str) -> Path:
+    """The compiled YAML of `pipeline`, or a usage error saying how to make it."""
+    package = _repo() / "pipelines" / "compiled" / f"{pipeline}.yaml"
+    if not package.exists():
+        _fail(f"{package} is missing: run `make compile`")
+    return package
+
+
+def _spec(usecase: str):
+    """The use case's spec (a name under usecases/ or a path), or a usage error."""
+    from mlplatform.spec import SpecError, load_spec, resolve_usecase
+
+    try:
+        return load_spec(resolve_usecase(usecase, _repo()))
+    except SpecError as exc:
+        _fail(str(exc))
+
+
 def _context(context: str | None) -> str:
     from mlplatform.cluster.kind import CLUSTER_NAME
 
@@ -129,17 +147,10 @@ def submit(
     """Upload the compiled pipeline, start a run, print its link in the KFP UI."""
     from mlplatform.cluster.submit import cluster_source
     from mlplatform.cluster.submit import submit as do_submit
-    from mlplatform.spec import SpecError, load_spec, resolve_usecase
 
     if pipeline not in PIPELINES:
         _fail(f"--pipeline {pipeline!r}: expected one of {', '.join(PIPELINES)}")
-    package = _repo() / "pipelines" / "compiled" / f"{pipeline}.yaml"
-    if not package.exists():
-        _fail(f"{package} is missing: run `make compile`")
-    try:
-        spec = load_spec(resolve_usecase(usecase, _repo()))
-    except SpecError as exc:
-        _fail(str(exc))
+    package, spec = _compiled(pipeline), _spec(usecase)
     params = {"usecase": spec.name, "home": "/data/mlplatform"}
     if pipeline != "monitoring":  # the monitoring pipeline reads the request log, not a file
         params["source"] = source or _guard(cluster_source, spec.source.path)
@@ -172,17 +183,10 @@ def schedule(
     from mlplatform.cluster.submit import check_cron
     from mlplatform.cluster.submit import schedule as do_schedule
     from mlplatform.jobs.monitoring import parse_families
-    from mlplatform.spec import SpecError, load_spec, resolve_usecase
 
     _guard(check_cron, cron)
     _guard(parse_families, families)
-    package = _repo() / "pipelines" / "compiled" / "monitoring.yaml"
-    if not package.exists():
-        _fail(f"{package} is missing: run `make compile`")
-    try:
-        spec = load_spec(resolve_usecase(usecase, _repo()))
-    except SpecError as exc:
-        _fail(str(exc))
+    package, spec = _compiled("monitoring"), _spec(usecase)
     params = {"usecase": spec.name, "home": "/data/mlplatform", "families": families}
     try:
         done = do_schedule(package, "mlplatform-monitoring", params, cron, host=host)

@@ -56,13 +56,11 @@ def submit(
     experiment: str = EXPERIMENT,
 ) -> Submitted:
     """Upload `package` (pipeline, or a new version of it) and start a run with `params`."""
-    import kfp
-
-    client = kfp.Client(host=host)
-    pipeline_id, version_id, version = _upload(client, package, pipeline_name)
-    exp = client.create_experiment(experiment)  # returns the existing one when there is one
+    client, pipeline_id, version_id, version, experiment_id = _prepare(
+        host, package, pipeline_name, experiment
+    )
     run = client.run_pipeline(
-        experiment_id=exp.experiment_id,
+        experiment_id=experiment_id,
         job_name=f"{pipeline_name} {params.get('usecase', '')}".strip(),
         params=params,
         pipeline_id=pipeline_id,
@@ -81,6 +79,17 @@ def _find_version(client, pipeline_id: str, name: str) -> str | None:
         token = page.next_page_token
         if not token:
             return None
+
+
+def _prepare(host: str, package: Path, pipeline_name: str, experiment: str):
+    """(client, pipeline id, version id, version name, experiment id): `package` uploaded unless
+    KFP has it, and the experiment (the existing one when there is one)."""
+    import kfp
+
+    client = kfp.Client(host=host)
+    pipeline_id, version_id, version = _upload(client, package, pipeline_name)
+    experiment_id = client.create_experiment(experiment).experiment_id
+    return client, pipeline_id, version_id, version, experiment_id
 
 
 def _upload(client, package: Path, pipeline_name: str) -> tuple[str, str, str]:
@@ -137,14 +146,12 @@ def schedule(
     """A recurring run of `package` on `cron`: one run at a time (a monitoring run reads from
     where the previous stopped, so two at once would judge the same rows), no catch-up of
     missed periods (the next run reads everything since the last anyway)."""
-    import kfp
-
     check_cron(cron)
-    client = kfp.Client(host=host)
-    pipeline_id, version_id, version = _upload(client, package, pipeline_name)
-    exp = client.create_experiment(experiment)
+    client, pipeline_id, version_id, version, experiment_id = _prepare(
+        host, package, pipeline_name, experiment
+    )
     job = client.create_recurring_run(
-        experiment_id=exp.experiment_id,
+        experiment_id=experiment_id,
         job_name=f"{pipeline_name} {params.get('usecase', '')} schedule".strip(),
         cron_expression=cron,
         max_concurrency=1,
