@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SKIPPED = "skipped"
-FAMILIES = ("logistic", "xgboost", "keras")
 
 
 def parse_families(families: str) -> list[str]:
     """'logistic,xgboost' -> ['logistic', 'xgboost']; an unknown name is an error naming it."""
+    from mlplatform.training.families import FAMILIES
+
     names = [f.strip() for f in families.split(",") if f.strip()]
     unknown = [f for f in names if f not in FAMILIES]
     if unknown or not names:

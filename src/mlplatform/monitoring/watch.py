@@ -28,6 +28,7 @@ import json
 import logging
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -143,11 +144,13 @@ def _window_name(frame: pd.DataFrame) -> str:
     return f"{first}..{last}"
 
 
-def _reference_confidence(spec: UseCase, ws: Workspace, state: WatchState, notes: list[str]):
-    """The champion's mean confidence on a sample of its reference data (cached per version)."""
+def _reference_confidence(
+    spec: UseCase, version: str | None, training, state: WatchState, notes: list[str]
+):
+    """The champion's mean confidence on a sample of its training set (cached per version);
+    `training()` reads that set."""
     from mlplatform.registry import models as reg
 
-    version = reg.alias_version(spec, reg.CHAMPION)
     if version is None:
         notes.append("no champion in the registry: the confidence trigger is not evaluated")
         return None
@@ -160,7 +163,7 @@ def _reference_confidence(spec: UseCase, ws: Workspace, state: WatchState, notes
         from mlplatform.packaging.pyfunc import signature_frame
         from mlplatform.training.preprocessing import model_inputs
 
-        data = pd.read_parquet(champion_training_set(spec, version))
+        data = training()
         sample = data.sample(min(len(data), REFERENCE_SAMPLE_ROWS), random_state=0)
         model = mlflow.pyfunc.load_model(reg.version_uri(spec.name, version))
         probs = model.predict(signature_frame(sample, *model_inputs(spec)))["probability"]
@@ -183,16 +186,16 @@ def champion_training_set(spec: UseCase, version: str) -> Path:
     return Path(training_set)
 
 
-def _evidently_snapshot(spec: UseCase, ws: Workspace, window: pd.DataFrame, name: str) -> str:
+def _evidently_snapshot(
+    spec: UseCase, ws: Workspace, window: pd.DataFrame, name: str, version: str | None, training
+) -> str:
     """Add the window's Evidently drift snapshot to the workspace `make drift-ui` opens."""
     from mlplatform.monitoring.drift import monitored_columns
     from mlplatform.monitoring.reports import add_to_workspace, drift_snapshot
-    from mlplatform.registry import models as reg
 
-    version = reg.alias_version(spec, reg.CHAMPION)
     if version is None:
         return "no Evidently snapshot: no champion to compare with"
-    train = pd.read_parquet(champion_training_set(spec, version))
+    train = training()
     cols = monitored_columns(spec, [c for c in window.columns if c in train.columns])
     snapshot = drift_snapshot(train, window, cols)
     add_to_workspace(evidently_dir(ws), f"{spec.name} served traffic", snapshot, name)
@@ -204,7 +207,7 @@ def evidently_dir(ws: Workspace) -> Path:
     return ws.monitoring / "evidently"
 
 
-def _new_labels(path: Path, state: WatchState, spec: UseCase) -> pd.DataFrame:
+def _new_labels(path: Path, state: WatchState) -> pd.DataFrame:
     records, end, _bad = read_new_lines(path, state.labels_offset)
     state.labels_offset = end
     if not records:
@@ -266,6 +269,7 @@ def _judge(spec, home, ws, path, request_log, policy, evidently) -> WindowVerdic
     from mlplatform.monitoring.drift import served_drift
     from mlplatform.monitoring.performance import confidence, join_labels, performance_table
     from mlplatform.monitoring.windows import read_log, records_frame
+    from mlplatform.registry import models as reg
     from mlplatform.validation.reference import reference_profile
 
     state = WatchState.load(path)
@@ -302,16 +306,19 @@ def _judge(spec, home, ws, path, request_log, policy, evidently) -> WindowVerdic
             drift = served_drift(profile, window, spec)
         probs = pd.to_numeric(window["probability"], errors="coerce").dropna()
         conf = confidence(probs) if len(probs) else None
-        ref_conf = _reference_confidence(spec, ws, state, notes)
+        # The champion and its training set, resolved and read once for both references.
+        champion = reg.alias_version(spec, reg.CHAMPION)
+        training = cache(lambda: pd.read_parquet(champion_training_set(spec, champion)))
+        ref_conf = _reference_confidence(spec, champion, training, state, notes)
         if evidently:
             try:
-                note = _evidently_snapshot(spec, ws, window, name)
+                note = _evidently_snapshot(spec, ws, window, name, champion, training)
             except Exception as exc:  # the report is for people; the verdict stands without it
                 note = f"no Evidently snapshot: {exc}"
             if note:
                 notes.append(note)
 
-    labels = _new_labels(labels_path(home, spec.name), state, spec)
+    labels = _new_labels(labels_path(home, spec.name), state)
     performance = {}
     if not labels.empty:
         logged = read_log(request_log)
