@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from mlplatform.cli.common import HomeOpt, home_of
+
 cluster_app = typer.Typer(
     help="Kubeflow on kind: images, cluster, submit pipelines, deploy models.",
     no_args_is_help=True,
@@ -239,15 +241,26 @@ def deploy(
 def canary(
     percent: Annotated[int, typer.Argument(help="Challenger share 0..100 (0 = roll back).")],
     usecase: Annotated[str, typer.Option("--usecase", "-u", help="Use-case name.")] = "taxi",
+    reason: Annotated[
+        str, typer.Option(help="Why (0 only): carried by the canary_rolled_back alert.")
+    ] = "rolled back by the operator",
     context: ContextOpt = None,
+    home: HomeOpt = None,
 ) -> None:
-    """Set canaryTrafficPercent of the use case's InferenceService (manual promote/rollback)."""
+    """Set canaryTrafficPercent of the use case's InferenceService (manual promote/rollback);
+    0 also raises the platform's canary_rolled_back alert through the spec's sink."""
     from mlplatform.cluster.layout import NAMESPACE
     from mlplatform.release.kserve_backend import KServeBackend
+    from mlplatform.release.rollback_alert import raise_rollback_alert
 
-    backend = KServeBackend.from_kubeconfig(usecase, NAMESPACE, context=_context(context))
+    spec = _spec(usecase)
+    backend = _guard(KServeBackend.from_kubeconfig, spec.name, NAMESPACE, context=_context(context))
+    version = _guard(backend.state)["version"] if percent == 0 else None
     _guard(backend.set_challenger_percent, percent)
-    typer.echo(f"{NAMESPACE}/{usecase}: canaryTrafficPercent={percent}")
+    typer.echo(f"{NAMESPACE}/{spec.name}: canaryTrafficPercent={percent}")
+    if percent == 0:
+        raise_rollback_alert(spec, home_of(home), version or "unknown", reason)
+        typer.echo(f"alert canary_rolled_back raised for v{version or 'unknown'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -127,6 +127,7 @@ def register(app: typer.Typer) -> None:
         from mlplatform.release import local_stack as ls
         from mlplatform.release.canary import CanaryRefused, local_controller
         from mlplatform.release.files import ReleaseError, describe, load_policy
+        from mlplatform.release.rollback_alert import rollback_alerter
 
         spec, h = spec_of(usecase), home_of(home)
         try:
@@ -157,7 +158,7 @@ def register(app: typer.Typer) -> None:
             spec.name,
             challenger_version=dep.challenger_version,
             on_promote=lambda version: promote_version(spec, h, version, user, log),
-            on_rollback=lambda version, reason: rollback_alert(spec, h, version, reason),
+            on_rollback=rollback_alerter(spec, h),
             log=log,
             prometheus_url=prometheus,
         )
@@ -240,18 +241,6 @@ def register(app: typer.Typer) -> None:
         expected = ["rolled_back", "promoted"]
         if [a.result.status for a in acts] != expected:
             fail(f"the demo decided {[a.result.status for a in acts]}, not {expected}", 1)
-
-
-def rollback_alert(spec, home: Path, version: str, reason: str) -> None:
-    """The platform's canary_rolled_back alert, through the spec's sink (Alertmanager on a
-    cluster), like a quarantine or a retraining trigger."""
-    from mlplatform.alerts import raise_alert
-
-    ws = Workspace.for_usecase(home, spec.name)
-    raise_alert(
-        spec.alerts, ws.root, "canary_rolled_back", f"v{version} rolled back: {reason}",
-        usecase=spec.name, version=version,
-    )
 
 
 def promote_version(spec, home: Path, version: str, user: str | None, log) -> None:

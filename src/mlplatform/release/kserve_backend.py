@@ -58,12 +58,23 @@ class KServeBackend:
         cls, name: str, namespace: str = "mlplatform", context: str | None = None
     ) -> KServeBackend:
         """Use ~/.kube/config (or the pod's service account when running in a cluster)."""
+        import os
+
         from kubernetes import config
 
+        # $KUBECONFIG read now: the client library reads it once, at its import.
+        kubeconfig = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         try:
-            api_client = config.new_client_from_config(context=context)
-        except config.ConfigException:
-            config.load_incluster_config()
+            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+        except config.ConfigException as exc:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                raise RuntimeError(
+                    f"no Kubernetes access: kubeconfig {kubeconfig}, context {context!r}: {exc} "
+                    "(and not running in a pod); `mlplatform cluster up` creates the kind "
+                    "cluster and its context, or pass --context"
+                ) from exc
             api_client = None
         return cls(name, namespace, api_client=api_client)
 
@@ -103,6 +114,8 @@ class KServeBackend:
         predictor = obj.get("spec", {}).get("predictor", {})
         status = obj.get("status", {}).get("components", {}).get("predictor", {})
         return {
+            # The registry version of the newest artifact (the challenger during a canary).
+            "version": obj.get("metadata", {}).get("labels", {}).get("mlplatform/version"),
             "canary_traffic_percent": predictor.get("canaryTrafficPercent"),
             "traffic": status.get("traffic", []),
             "latest_revision": status.get("latestCreatedRevision"),

@@ -41,7 +41,11 @@ class StubKubernetesAPI(ThreadingHTTPServer):
             PATH: {
                 "apiVersion": "serving.kserve.io/v1beta1",
                 "kind": "InferenceService",
-                "metadata": {"name": "taxi", "namespace": "mlplatform"},
+                "metadata": {
+                    "name": "taxi",
+                    "namespace": "mlplatform",
+                    "labels": {"mlplatform/version": "2"},  # as `cluster deploy` labels it
+                },
                 "spec": {"predictor": {"model": {"storageUri": "pvc://mlplatform-home/x"}}},
                 "status": {
                     "components": {
@@ -193,7 +197,7 @@ def test_state_reads_the_share_and_the_revisions(api):
     backend = _backend(api)
     backend.set_challenger_percent(5)
     state = backend.state()
-    assert state["canary_traffic_percent"] == 5
+    assert state["canary_traffic_percent"] == 5 and state["version"] == "2"
     assert state["latest_revision"] == "taxi-predictor-00002"
     assert {t["revisionName"]: t["percent"] for t in state["traffic"]} == {
         "taxi-predictor-00002": 5,
@@ -219,3 +223,28 @@ def test_the_controller_rolls_back_through_kserve_when_a_side_is_not_ready(api):
         {"spec": {"predictor": {"canaryTrafficPercent": 0}}},
         {"spec": {"predictor": {"canaryTrafficPercent": 0}}},
     ]
+
+
+def test_an_operator_rollback_on_the_cluster_raises_the_platform_alert(api, tmp_path, monkeypatch):
+    """`mlplatform cluster canary 0` through a kubeconfig (the stub as the API server): the share
+    goes to 0 and the canary_rolled_back alert names the version the InferenceService carried."""
+    from typer.testing import CliRunner
+
+    from mlplatform.cli.main import app
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "stub",
+        "clusters": [{"name": "stub", "cluster": {"server": api.url}}],
+        "users": [{"name": "me", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "me"}}],
+    }))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    home = tmp_path / "home"
+    out = CliRunner().invoke(app, ["cluster", "canary", "0", "--usecase", "taxi", "--context",
+                                   "stub", "--home", str(home), "--reason", "p99 doubled"])
+    assert out.exit_code == 0, out.output
+    assert api.patches() == [{"spec": {"predictor": {"canaryTrafficPercent": 0}}}]
+    (alert,) = [json.loads(x) for x in (home / "taxi" / "alerts.jsonl").read_text().splitlines()]
+    assert alert["kind"] == "canary_rolled_back" and alert["version"] == "2"
+    assert "p99 doubled" in alert["message"]

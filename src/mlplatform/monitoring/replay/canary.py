@@ -52,6 +52,7 @@ def canary_release(
     policy: CanaryPolicy = REPLAY_POLICY,
     log: Callable[[str], None] = print,
     request_log: Path | None = None,
+    on_rollback: Callable[[str, str], None] | None = None,
 ) -> CanaryResult:
     """Run one canary of `challenger` against `champion` (registry versions) on `traffic`.
 
@@ -87,6 +88,7 @@ def canary_release(
             model_name,
             challenger_version=challenger,
             on_promote=on_promote,
+            on_rollback=on_rollback,
             log=log,
         )
         return controller.run()

@@ -285,6 +285,7 @@ class MonitoringCycle:
         """Canary the challenger on real servers; returns "promoted" or "rolled_back"."""
         from mlplatform.monitoring.replay.canary import canary_release
         from mlplatform.registry import models as reg
+        from mlplatform.release.rollback_alert import rollback_alerter
 
         if not self.cfg.canary:
             self._promote(month, outcome, "canary skipped by configuration")
@@ -300,6 +301,7 @@ class MonitoringCycle:
             traffic,
             self.out_dir / f"canary-{month}",
             on_promote=lambda version: None,  # the alias moves below, with the event logged
+            on_rollback=rollback_alerter(self.spec, Path(self.cfg.home)),
             log=lambda line: print(f"[{month}] canary {line}", flush=True),
         )
         self.replay.event(
