@@ -168,7 +168,7 @@ def once_cmd(
     last run; when a trigger fires, retrain, gate and request a canary."""
     from mlplatform.jobs.monitoring import parse_families
     from mlplatform.monitoring.triggers import TriggerPolicy
-    from mlplatform.monitoring.watch import state_path
+    from mlplatform.monitoring.watch import WindowVerdict, state_path
 
     spec = spec_of(usecase)
     h = home_of(home).resolve()
@@ -199,16 +199,17 @@ def once_cmd(
         )
     except Exception as exc:  # noqa: BLE001 - kfp raises RuntimeError with the task's name
         fail(
-            f"monitoring pipeline failed: {exc}\nthe checkpoint stays where it was and a "
-            "pending retraining is asked for again by the next run", 1
+            f"monitoring pipeline failed: {exc}\nrun it again: rows already judged are not "
+            "judged twice, and a retraining that did not finish is asked for again", 1
         )
     windows = sorted((ws.monitoring / "windows").glob("window-*.json"))
     if windows:
-        verdict = json.loads(windows[-1].read_text())
+        verdict = WindowVerdict(**json.loads(windows[-1].read_text()))
         typer.echo(
-            f"\nwindow {verdict['window']}: {verdict['rows']} rows, "
-            f"retrain {'yes' if verdict['retrain'] else 'no'}"
+            f"\nwindow {verdict.window}: {verdict.rows} rows, "
+            f"retrain {'yes' if verdict.retrain else 'no'}"
         )
+        typer.echo(verdict.summary())
     typer.echo(f"state: {state_path(h, spec.name)}")
     typer.echo(f"triggers: mlplatform monitor triggers --usecase {spec.name}")
 
