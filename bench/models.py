@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from mlplatform.jobs.data import features_job, gate_for, source_path
-from mlplatform.training.run import train_candidate
+from mlplatform.jobs.models import train_candidate
 
 FAMILIES = ("logistic", "xgboost", "keras")
 

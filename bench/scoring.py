@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.jobs.data import features_job, gate_for, source_path
+from mlplatform.jobs.models import train_candidate
 from mlplatform.jobs.scoring import score_file
 from mlplatform.packaging.contract import Contract
 from mlplatform.spark.cluster import spark_session, start_cluster, stop_cluster
 from mlplatform.spark.scoring import score_file_spark
 from mlplatform.tracking import use_workspace
-from mlplatform.training.run import train_candidate
 
 # The request contract caps one parse at 10,000 rows; local scoring's chunk must fit in it.
 LOCAL_CHUNK = 10_000

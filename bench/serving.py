@@ -154,8 +154,8 @@ def load(server: Server, tmp: Path, warmup: float = 0.0, **opts) -> dict:
 def prepare_model(home: Path) -> tuple[str, str]:
     """Gate, features and one logistic candidate in `home`, registered; (tracking, model) URIs."""
     from mlplatform.jobs.data import features_job, gate_for, source_path
+    from mlplatform.jobs.models import train_candidate
     from mlplatform.registry import models as reg
-    from mlplatform.training.run import train_candidate
 
     gate = gate_for(MODEL_NAME, home)
     if not gate.process(source_path(gate.spec, None)).accepted:

@@ -38,6 +38,6 @@ def build_features(
 
     from mlplatform.jobs.data import features_job
 
-    summary = features_job(usecase, Path(home), Path(training_set.path))
-    training_set.metadata.update(summary)
-    return str(summary["rows"])
+    build = features_job(usecase, Path(home), Path(training_set.path))
+    training_set.metadata.update(build.to_dict())
+    return str(build.rows)

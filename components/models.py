@@ -13,7 +13,7 @@ def train_model(usecase: str, family: str, home: str, training_set: Input[Datase
     """Fit one candidate family, package it as an MLflow pyfunc, log it; returns the run id."""
     from pathlib import Path
 
-    from mlplatform.training.run import train_candidate
+    from mlplatform.jobs.models import train_candidate
 
     return train_candidate(usecase, family, Path(training_set.path), Path(home))["run_id"]
 
@@ -33,12 +33,12 @@ def evaluate_model(
     from mlplatform.jobs.models import curves_job, evaluate_job
 
     out = evaluate_job(usecase, run_id, Path(home))
-    for name, value in out["metrics"].items():
+    for name, value in out.metrics.items():
         metrics.log_metric(name, value)
     c = curves_job(usecase, run_id, Path(home))
     curves.log_roc_curve(c.fpr, c.tpr, c.thresholds)
     curves.log_confusion_matrix(list(c.categories), c.confusion)
-    return out["run_id"]
+    return out.run_id
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from mlplatform.jobs.data import features_job
+from mlplatform.jobs.models import train_candidate
 from mlplatform.monitoring.requestlog import RequestLog, RequestLogConfig, record_each_row
 from mlplatform.spec import UseCase, load_spec
 from mlplatform.tracking import use_workspace
-from mlplatform.training.run import train_candidate
 from mlplatform.validation.quarantine import Gate
 from mlplatform.validation.schema import build_schema
 from mlplatform.workspace import REPO_ROOT, Workspace

@@ -14,8 +14,8 @@ import pytest
 
 from mlplatform.governance.decision import GateDecision, champion_challenger, set_challenger
 from mlplatform.jobs.data import features_job
+from mlplatform.jobs.models import train_candidate
 from mlplatform.registry import models as reg
-from mlplatform.training.run import train_candidate
 from mlplatform.validation.quarantine import Gate
 from mlplatform.validation.schema import build_schema
 

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlplatform.data.sampling import sample_batch
+from mlplatform.jobs.models import train_candidate
 from mlplatform.monitoring.requestlog import RequestLog, RequestLogConfig, record_each_row
 from mlplatform.monitoring.windows import by_period, read_log
 from mlplatform.packaging.contract import Contract, ContractError, Field
-from mlplatform.training.run import train_candidate
 
 
 def _csv(path, rows):

@@ -348,10 +348,10 @@ def features_build(
         typer.echo(f"[{time.monotonic() - started:6.1f} s] {name}", err=True)
 
     try:
-        summary = features_job(_spec(usecase).name, _home(home), training_set, step)
+        build = features_job(_spec(usecase).name, _home(home), training_set, step)
     except NoAcceptedData as exc:
         _fail(str(exc))
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(json.dumps(build.to_dict(), indent=2))
 
 
 @features_app.command("online")

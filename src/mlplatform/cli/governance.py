@@ -243,7 +243,8 @@ def lineage(
     Shows code commit, spec hash, data versions, feature views, params, metrics, battery
     results, approvals and stage history."""
     from mlplatform.governance import lineage as lin
-    from mlplatform.governance import reproduction as rep
+    from mlplatform.governance.reproduction import ReproductionError
+    from mlplatform.jobs.models import reproduce_job
 
     spec, home_dir = _open(model, home)
     try:
@@ -254,8 +255,8 @@ def lineage(
     if not reproduce:
         return
     try:
-        result = rep.reproduce(spec, version, home_dir, tolerance)
-    except rep.ReproductionError as exc:
+        result = reproduce_job(spec.name, version, home_dir, tolerance)
+    except ReproductionError as exc:
         fail(f"cannot reproduce v{version}: {exc}")
     typer.echo(result.to_text())
     if not result.ok:

@@ -1,8 +1,9 @@
-"""Reproduction from lineage: retrain a version from what it recorded and compare.
+"""Reproduction from lineage: may a version be retrained from what it recorded, and did the
+retraining reproduce it?
 
 The inputs are checked first (the training set's bytes and batches, the spec hash); then the
-version's family is retrained with the current code and the params and held-out quality
-metrics are compared with the recorded run.
+version's family is retrained with the current code (`mlplatform.jobs.models.reproduce_job`)
+and the params and held-out quality metrics are compared with the recorded run.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlplatform.registry import models as reg
 from mlplatform.spec import UseCase
-from mlplatform.tracking import registered_model_name
 
 # Reproduced quality may differ from the recorded one by at most this (absolute, AUC): half
 # the default champion margin (0.002), so a reproduction can never flip a gate decision.
@@ -126,25 +125,3 @@ def check_inputs(spec: UseCase, tags: dict[str, str]) -> list[str]:
         notes.append(f"code is at {now}, the version was trained at {tags.get('git_commit')}")
     return notes
 
-
-def reproduce(
-    spec: UseCase, version: str, home: Path, tolerance: float = DEFAULT_TOLERANCE
-) -> Reproduction:
-    """Retrain the version's family on its recorded training set (same batches, same spec,
-    same seed) and compare params and quality metrics with the recorded run."""
-    from mlflow import MlflowClient
-
-    from mlplatform.training.run import train_candidate
-
-    tags = reg.version_tags(spec, str(version))
-    notes = check_inputs(spec, tags)
-    c = MlflowClient()
-    original = c.get_run(tags["run_id"])
-    out = train_candidate(spec.name, tags["family"], Path(tags["training_set"]), home)
-    c.set_tag(out["run_id"], "reproduction_of", tags["run_id"])
-    c.set_tag(out["run_id"], "reproduces_version", f"{registered_model_name(spec.name)}/{version}")
-    again = c.get_run(out["run_id"])
-    checks, diffs = compare(
-        original.data.metrics, again.data.metrics, original.data.params, again.data.params
-    )
-    return Reproduction(str(version), out["run_id"], tolerance, checks, diffs, notes)

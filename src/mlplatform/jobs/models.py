@@ -1,6 +1,8 @@
-"""Jobs of the modelling stage: evaluate a candidate, select, register with battery and gate.
+"""Jobs of the modelling stage: train a candidate, evaluate it, select, register with battery and
+gate, reproduce a version from its lineage.
 
-Components call these; each takes plain values (paths, run ids) and returns plain values.
+Components and the CLI call these; each takes plain values (paths, run ids) and returns plain
+values or a small frozen dataclass.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ import base64
 import json
 import logging
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mlplatform.governance.reproduction import DEFAULT_TOLERANCE, Reproduction
 from mlplatform.spec import UseCase, load_usecase
 from mlplatform.training.run import held_out_predictions as _predictions
+from mlplatform.training.run import label_values, lineage_tags, prediction_frame
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,114 @@ def selection_quality(result, spec: UseCase) -> float:
     return float(value)
 
 
-def evaluate_job(usecase: str, run_id: str, home: Path) -> dict:
+def train_candidate(
+    usecase: str, family: str, training_set: Path, home: Path, params: dict | None = None
+) -> dict:
+    """Fit one candidate family on the training set, package it as an MLflow pyfunc and log the
+    run (params, lineage tags, held-out predictions, AUC, serving cost); returns the run id,
+    the model URI and those metrics. The numbers are measured through the packaged pyfunc:
+    those of the artifact that would be deployed, not of the in-memory object that built it.
+
+    `params` override the family's defaults (e.g. `{"epochs": 3}` for a quick Keras run);
+    they are logged with the run like the defaults."""
+    import mlflow
+    from sklearn.metrics import roc_auc_score
+
+    from mlplatform.data.labels import class_names
+    from mlplatform.evaluation.slicing import check_slices
+    from mlplatform.packaging.latency import measure
+    from mlplatform.packaging.pyfunc import log_pyfunc, signature_frame
+    from mlplatform.tracking import use_workspace
+    from mlplatform.training.dataset import split
+    from mlplatform.training.families import FAMILIES
+    from mlplatform.training.mitigation import reweighing_weights
+    from mlplatform.training.preprocessing import Preprocessor
+
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
+    unknown = sorted(set(params or {}) - set(FAMILIES[family].default_params()))
+    if unknown:  # a misspelt parameter would otherwise be ignored without a word
+        raise ValueError(
+            f"unknown {family} parameter(s) {unknown}; "
+            f"known: {sorted(FAMILIES[family].default_params())}"
+        )
+    spec = load_usecase(usecase)
+    df = pd.read_parquet(training_set)
+    splits = split(df, spec)
+    check_slices(df, spec, splits.recent_start)  # a slice matching nothing is a spec error
+    pre = Preprocessor.fit(splits.train, spec)
+    fam = FAMILIES[family](pre, seed=spec.split.seed, params=params)
+    exp = use_workspace(home, spec.name)
+    tags = {**lineage_tags(spec, df, training_set), "family": family}
+    with mlflow.start_run(experiment_id=exp, run_name=f"train-{family}", tags=tags) as run:
+        mlflow.log_params({f"param_{k}": v for k, v in fam.params.items()})
+        mlflow.log_params(
+            {
+                "seed": fam.seed,
+                "split": spec.split.strategy,
+                **{f"rows_{k}": v for k, v in splits.sizes().items()},
+                "recent_start": str(splits.recent_start),
+            }
+        )
+        y_train = label_values(splits.train, spec)
+        weights = None
+        if spec.fairness.mitigation == "reweigh" and spec.slices.protected:
+            weights = reweighing_weights(splits.train, y_train, spec)
+        mlflow.log_params(
+            {
+                "fairness_mitigation": spec.fairness.mitigation,
+                **(
+                    {"weight_min": round(weights.min(), 4), "weight_max": round(weights.max(), 4)}
+                    if weights is not None
+                    else {}
+                ),
+            }
+        )
+        t0 = time.perf_counter()
+        fam.fit(splits.train, y_train, splits.valid, label_values(splits.valid, spec), weights)
+        mlflow.log_metric("fit_seconds", round(time.perf_counter() - t0, 3))
+        with tempfile.TemporaryDirectory() as tmp:
+            classes = class_names(spec) if spec.label_spec.positive is not None else None
+            info = log_pyfunc(fam, spec.selection.threshold, splits.test, Path(tmp), classes)
+            mlflow.set_tag("model_uri", info.model_uri)
+            model = mlflow.pyfunc.load_model(info.model_uri)
+            inputs = signature_frame(splits.test, pre.numeric, pre.categorical)
+            out = model.predict(inputs)
+            preds = prediction_frame(splits, spec, out["probability"].to_numpy())
+            path = Path(tmp) / "test_predictions.parquet"
+            preds.to_parquet(path, index=False)
+            mlflow.log_artifact(str(path), "evaluation")
+            local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
+            cost = measure(model, inputs, local)
+        y = label_values(splits.test, spec)
+        metrics = {"auc_overall": float(roc_auc_score(y, preds["probability"]))}
+        recent = preds[preds["recent_period"] == "recent"] if "recent_period" in preds else None
+        if recent is not None and recent[spec.label].nunique() == 2:
+            metrics["auc_recent"] = float(roc_auc_score(recent[spec.label], recent["probability"]))
+        mlflow.log_metrics({**metrics, **cost.as_metrics()})
+        log.info("%s: %s, %s", family, metrics, cost)
+        return {
+            "run_id": run.info.run_id,
+            "model_uri": info.model_uri,
+            **metrics,
+            **cost.as_metrics(),
+        }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One candidate's evaluation as logged to its run: TFMA's overall metrics, the selection
+    quality and the fairness verdict."""
+
+    run_id: str
+    quality: float  # the spec's selection metric on its slice (also in metrics)
+    metrics: dict[str, float]  # tfma_<metric> overall, and selection_quality
+    fairness_verdict: str  # "pass", "inconclusive" or "fail" (ADR 0025)
+    fairness_passed: bool
+    fairness_failures: list[str]  # each gap not shown to be within the limit, in words
+
+
+def evaluate_job(usecase: str, run_id: str, home: Path) -> Evaluation:
     """TFMA slice metrics and the fairness gate for one candidate, logged to its run."""
     import mlflow
 
@@ -88,14 +200,14 @@ def evaluate_job(usecase: str, run_id: str, home: Path) -> dict:
                 "fairness_failures": "; ".join(fair.failures)[:4900],
             }
         )
-    return {
-        "run_id": run_id,
-        "quality": quality,
-        "metrics": {**overall, "selection_quality": quality},
-        "fairness_verdict": fair.verdict.value,
-        "fairness_passed": fair.passed,
-        "fairness_failures": list(fair.failures),
-    }
+    return Evaluation(
+        run_id=run_id,
+        quality=quality,
+        metrics={**overall, "selection_quality": quality},
+        fairness_verdict=fair.verdict.value,
+        fairness_passed=fair.passed,
+        fairness_failures=list(fair.failures),
+    )
 
 
 def curves_job(usecase: str, run_id: str, home: Path):
@@ -326,3 +438,31 @@ def register_job(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "registration.json").write_text(json.dumps(asdict(outcome), indent=2))
     return outcome
+
+
+def reproduce_job(
+    usecase: str, version: str, home: Path, tolerance: float = DEFAULT_TOLERANCE
+) -> Reproduction:
+    """Retrain a registered version's family on its recorded training set (same batches, same
+    spec, same seed) and compare params and quality metrics with the recorded run. Inputs that
+    are gone or changed raise ReproductionError before anything is trained."""
+    from mlflow import MlflowClient
+
+    from mlplatform.governance.reproduction import check_inputs, compare
+    from mlplatform.registry import models as reg
+    from mlplatform.tracking import registered_model_name, use_workspace
+
+    spec = load_usecase(usecase)
+    use_workspace(home, spec.name)
+    tags = reg.version_tags(spec, str(version))
+    notes = check_inputs(spec, tags)
+    c = MlflowClient()
+    original = c.get_run(tags["run_id"])
+    out = train_candidate(spec.name, tags["family"], Path(tags["training_set"]), home)
+    c.set_tag(out["run_id"], "reproduction_of", tags["run_id"])
+    c.set_tag(out["run_id"], "reproduces_version", f"{registered_model_name(spec.name)}/{version}")
+    again = c.get_run(out["run_id"])
+    checks, diffs = compare(
+        original.data.metrics, again.data.metrics, original.data.params, again.data.params
+    )
+    return Reproduction(str(version), out["run_id"], tolerance, checks, diffs, notes)

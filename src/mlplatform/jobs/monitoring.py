@@ -70,20 +70,19 @@ def retrain_features_job(usecase: str, home: Path, retrain: bool, training_set: 
         training_set.parent.mkdir(parents=True, exist_ok=True)
         training_set.write_bytes(b"")  # the artifact exists; downstream stages skip too
         return 0
-    return int(features_job(usecase, Path(home), training_set).get("training_rows", 0))
+    return features_job(usecase, Path(home), training_set).training_rows
 
 
 def retrain_candidate_job(
     usecase: str, family: str, home: Path, training_set: Path, retrain: bool, families: str
 ) -> str:
     """Train and evaluate one family (its run id), or "" when skipped or not asked for."""
-    from mlplatform.jobs.models import evaluate_job
-    from mlplatform.training.run import train_candidate
+    from mlplatform.jobs.models import evaluate_job, train_candidate
 
     if not retrain or family not in parse_families(families):
         return ""
     run = train_candidate(usecase, family, Path(training_set), Path(home))
-    return evaluate_job(usecase, run["run_id"], Path(home))["run_id"]
+    return evaluate_job(usecase, run["run_id"], Path(home)).run_id
 
 
 def retrain_register_job(

@@ -30,14 +30,13 @@ class RetrainOutcome:
 def retrain(usecase: str, home: Path, family: str = "logistic") -> RetrainOutcome:
     """Features from every usable batch, one candidate of `family`, evaluation, registration."""
     from mlplatform.jobs.data import features_job
-    from mlplatform.jobs.models import evaluate_job, register_job
-    from mlplatform.training.run import train_candidate
+    from mlplatform.jobs.models import evaluate_job, register_job, train_candidate
 
     t0 = time.perf_counter()
     folder = Workspace.locate(home, usecase).monitoring / "training_sets"
     folder.mkdir(parents=True, exist_ok=True)
     ts = folder / f"training_set-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**6}.parquet"
-    summary = features_job(usecase, home, ts)
+    build = features_job(usecase, home, ts)
     run = train_candidate(usecase, family, ts, home)
     evaluate_job(usecase, run["run_id"], home)
     out = register_job(usecase, run["run_id"], run["model_uri"], ts, home)
@@ -48,6 +47,6 @@ def retrain(usecase: str, home: Path, family: str = "logistic") -> RetrainOutcom
         challenger=out.alias is not None,
         gate=out.gate,
         training_set=ts,
-        training_rows=int(summary.get("training_rows", 0)),
+        training_rows=build.training_rows,
         seconds=round(time.perf_counter() - t0, 1),
     )
