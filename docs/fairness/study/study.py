@@ -23,8 +23,7 @@ from equalized_odds import FOLDS, constrained_weights, fold_ids  # noqa: E402
 
 from mlplatform.evaluation.fairness import fairness_report  # noqa: E402
 from mlplatform.evaluation.slicing import add_slice_columns  # noqa: E402
-from mlplatform.spec import load_usecase  # noqa: E402
-from mlplatform.spec import UseCase  # noqa: E402
+from mlplatform.spec import UseCase, load_usecase  # noqa: E402
 from mlplatform.training.dataset import split  # noqa: E402
 from mlplatform.training.families import FAMILIES  # noqa: E402
 from mlplatform.training.mitigation import reweighing_weights  # noqa: E402
