@@ -220,12 +220,16 @@ notebooks-strip: .venv/.stamp ## Clear outputs and execution counts of notebooks
 	  --ClearMetadataPreprocessor.preserve_cell_metadata_mask=tags \
 	  --ClearMetadataPreprocessor.clear_notebook_metadata=False notebooks/*.ipynb
 
-# ---- Spark: a standalone cluster on loopback for `score --engine spark` (README "Spark") ---
-.PHONY: spark-up spark-down
+# ---- Spark: a standalone cluster on loopback for `--engine spark` (README "Spark") ---------
+.PHONY: spark-up spark-down features-spark
 SPARK_PORT ?= 7077
 SPARK_UI_PORT ?= 8090
+SPARK_MASTER ?= spark://127.0.0.1:$(SPARK_PORT)
 spark-up: .venv/.stamp ## Spark standalone master + 2 workers (1 core / 2g each) on 127.0.0.1:SPARK_PORT
 	$(PY) -m mlplatform.spark.cluster up --port $(SPARK_PORT) --webui-port $(SPARK_UI_PORT)
 
 spark-down: .venv/.stamp ## Stop the cluster of `make spark-up` (only the processes it started)
 	$(PY) -m mlplatform.spark.cluster down
+
+features-spark: .venv/.stamp ## USECASE's feature tables computed on SPARK_MASTER (default: make spark-up's)
+	$(CLI) features build --usecase $(USECASE) --engine spark --master $(SPARK_MASTER)

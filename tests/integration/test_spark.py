@@ -3,7 +3,9 @@ on loopback, started by the `spark_cluster` fixture) against the local, pandas p
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from mlplatform.jobs.scoring import score_file
 from mlplatform.packaging import scoring_check
 from mlplatform.spark.features import aggregate_table, usable_rows
 from mlplatform.spark.scoring import ERROR, score_file_spark
+from mlplatform.spec import load_spec
 from mlplatform.tracking import use_workspace
 from mlplatform.workspace import REPO_ROOT, Workspace
 
@@ -117,6 +120,86 @@ def test_aggregates_on_spark_equal_the_pandas_build(trained_taxi, spark) -> None
         got = aggregate_table(rows, agg)
         # Sums in another order: means equal to the last few bits, counts and keys exactly.
         pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
+
+
+def _taxi_in_two_batches(home: Path, tmp: Path) -> Workspace:
+    """taxi's file as two accepted batches: the first 9,000 rows as shipped, then rows 6,000 to
+    the end re-exported by pandas (integer columns with nulls written as "22.0"), the 3,000
+    rows they share re-sent (released past the gate's overlap rule: such rows count once)."""
+    from mlplatform.validation.quarantine import Gate
+    from mlplatform.validation.schema import build_schema
+
+    spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
+    lines = source_of(spec).read_text().splitlines(keepends=True)
+    first = tmp / "first.csv"
+    first.write_text("".join(lines[: 1 + 9000]))
+    second = tmp / "second.csv"
+    pd.read_csv(source_of(spec)).iloc[6000:].to_csv(second, index=False)
+    ws = Workspace.for_usecase(home, spec.name)
+    gate = Gate(spec, build_schema(spec), ws)
+    assert gate.process(first).accepted
+    out = gate.process(second)
+    if not out.accepted:
+        assert gate.release(out.record.batch_id, "re-sent rows on purpose", force=True).accepted
+    return ws
+
+
+@pytest.mark.slow  # ~2 min: two gated batches, the pandas build, the command's own session
+def test_cli_builds_the_same_offline_tables_on_the_cluster(spark_cluster, tmp_path) -> None:
+    """`mlplatform features build --engine spark` writes every offline table of the pandas
+    build (the rows view and both aggregates), the same files with the same rows in the same
+    order and the same dtypes; the files are read in several splits each, so the derived
+    trip keys (batch + place in the file) are put together across partitions."""
+    from pyspark.sql import SparkSession
+
+    from mlplatform.features.store import FeatureRepo
+
+    active = SparkSession.getActiveSession()
+    if active is not None:  # the command's own driver needs the cluster's two cores
+        active.stop()
+    ws = _taxi_in_two_batches(tmp_path / "pandas", tmp_path)
+    shutil.copytree(tmp_path / "pandas", tmp_path / "spark")
+    spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
+    built = FeatureRepo(spec, ws).build_tables()
+    assert built.rows == 15_002 and len(built.batches) == 2  # the re-sent rows counted once
+    env = {**os.environ,
+           "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.files.maxPartitionBytes=262144 pyspark-shell"}
+    r = subprocess.run(
+        [sys.executable, "-m", "mlplatform.cli", "features", "build", "--usecase", "taxi",
+         "--home", str(tmp_path / "spark"), "--engine", "spark",
+         "--master", spark_cluster.master_url],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"on Spark at {spark_cluster.master_url}" in r.stderr  # progress, step by step
+    assert "materializing the online store" in r.stderr
+    summary = json.loads(r.stdout[r.stdout.index("{\n"):])  # after Feast's materialize lines
+    assert summary["tables"] == built.tables and summary["rows"] == built.rows
+    want_dir, got_dir = ws.feast / "data", tmp_path / "spark" / "taxi" / "feast" / "data"
+    files = sorted(p.name for p in want_dir.glob("*.parquet"))
+    assert files == sorted(p.name for p in got_dir.glob("*.parquet")) and len(files) == 3
+    for name in files:
+        want, got = pd.read_parquet(want_dir / name), pd.read_parquet(got_dir / name)
+        # Row for row, dtypes too (Int64 stays Int64); sums in another order: means equal to
+        # the last few bits, keys, times and counts exactly.
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
+
+
+def test_cli_feature_build_on_an_unreachable_master_says_what_to_do(tmp_path) -> None:
+    """A master that does not answer fails at once (no 60 s of Spark retries), naming the URL
+    and `make spark-up`; for `features build` and `score` alike."""
+    from mlplatform.spark.cluster import free_port
+
+    url = f"spark://127.0.0.1:{free_port()}"
+    for args in (["features", "build"], ["score", "in.csv", str(tmp_path / "o")]):
+        r = subprocess.run(
+            [sys.executable, "-m", "mlplatform.cli", *args, "--home", str(tmp_path / "home"),
+             "--engine", "spark", "--master", url],
+            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+        )
+        assert r.returncode == 2, r.stderr
+        assert f"no Spark master answers at {url}" in r.stderr, r.stderr
+        assert "make spark-up" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_spark_engine_without_master_says_what_to_do(tmp_path) -> None:

@@ -66,3 +66,22 @@ def home_of(home: Path | None) -> Path:
     if home is not None:
         return home
     return Path(os.environ.get("MLPLATFORM_HOME", Path.cwd() / ".mlplatform"))
+
+
+def spark_master_of(engine: str, master: str | None) -> str | None:
+    """The master URL of `--engine spark --master URL`, checked to answer so that a wrong URL
+    fails at once and names itself; None for `--engine local`; a clear failure otherwise."""
+    if engine == "local":
+        return None
+    if engine != "spark":
+        fail(f"--engine {engine!r}: choose local or spark")
+    if not master:
+        fail("--engine spark needs --master URL (or SPARK_MASTER), e.g. "
+             "spark://127.0.0.1:7077; `make spark-up` starts a cluster on this machine")
+    from mlplatform.spark.cluster import ClusterError, check_master
+
+    try:
+        check_master(master)
+    except ClusterError as exc:
+        fail(str(exc))
+    return master

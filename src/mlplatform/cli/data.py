@@ -17,6 +17,7 @@ from mlplatform.cli.common import (
     UsecaseOpt,
     fail,
     home_of,
+    spark_master_of,
     spec_of,
 )
 from mlplatform.spec import spec_json_schema
@@ -337,19 +338,44 @@ def features_build(
     training_set: Annotated[
         Path | None, typer.Option("--training-set", help="Also write the training set here.")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="Where the offline tables are computed. local: pandas in this process. "
+            "spark: a Spark cluster (--master), for sources too large for one process; the "
+            "same files and rows, and Feast apply, materialize and --training-set run here "
+            "as with local.",
+        ),
+    ] = "local",
+    master: Annotated[
+        str | None,
+        typer.Option(
+            "--master",
+            envvar="SPARK_MASTER",
+            help="Spark master URL for --engine spark, e.g. spark://127.0.0.1:7077 "
+            "(`make spark-up` starts one and prints it).",
+        ),
+    ] = None,
 ) -> None:
-    """Rebuild Feast tables from accepted batches, apply definitions, materialize online."""
+    """Rebuild Feast tables from accepted batches, apply definitions, materialize online.
+
+    With --engine spark --master URL the offline tables are computed on a Spark cluster."""
     from mlplatform.features.store import NoAcceptedData
     from mlplatform.jobs.data import features_job
+    from mlplatform.spark.cluster import ClusterError
 
+    spark_master = spark_master_of(engine, master)
     started = time.monotonic()
 
     def step(name: str) -> None:
         typer.echo(f"[{time.monotonic() - started:6.1f} s] {name}", err=True)
 
     try:
-        build = features_job(_spec(usecase).name, _home(home), training_set, step)
-    except NoAcceptedData as exc:
+        build = features_job(
+            _spec(usecase).name, _home(home), training_set, step, spark_master=spark_master
+        )
+    except (NoAcceptedData, ClusterError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps(build.to_dict(), indent=2))
 

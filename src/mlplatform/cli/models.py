@@ -15,6 +15,7 @@ from mlplatform.cli.common import (
     UsecaseOpt,
     fail,
     home_of,
+    spark_master_of,
     spec_of,
 )
 
@@ -188,11 +189,12 @@ def score(
     ] = False,
 ) -> None:
     """Batch-score a file with a registered model; rows keep model and data versions."""
-    if engine == "spark":
-        _score_on_spark(source, output, usecase, home, version, alias, master, allow_rejected)
+    spark_master = spark_master_of(engine, master)
+    if spark_master:
+        _score_on_spark(
+            source, output, usecase, home, version, alias, spark_master, allow_rejected
+        )
         return
-    if engine != "local":
-        _fail(f"--engine {engine!r}: choose local or spark")
     from mlplatform.cli.run_view import rows_progress
     from mlplatform.jobs.scoring import ScoringLoadError, score_job
     from mlplatform.packaging.contract import ContractError
@@ -216,17 +218,17 @@ def score(
 
 def _score_on_spark(source, output, usecase, home, version, alias, master, allow_rejected):
     """`score --engine spark`: the same job on a Spark cluster (mlplatform.spark.scoring)."""
-    if not master:
-        _fail("--engine spark needs --master URL (or SPARK_MASTER), e.g. "
-              "spark://127.0.0.1:7077; `make spark-up` starts a cluster on this machine")
     from mlplatform.jobs.scoring import ScoringLoadError, score_job_spark
     from mlplatform.packaging.scoring_check import ScoringMismatch
+    from mlplatform.spark.cluster import ClusterError
     from mlplatform.spark.scoring import rejected_examples
 
     s = _spec(usecase)
     try:
         res = score_job_spark(s.name, source, output, _home(home), master, version, alias)
-    except (FileNotFoundError, ValueError, ScoringMismatch, ScoringLoadError) as exc:
+    except (
+        FileNotFoundError, ValueError, ScoringMismatch, ScoringLoadError, ClusterError
+    ) as exc:
         _fail(str(exc))
     diff = "none packed" if res.check_max_abs_diff is None else f"{res.check_max_abs_diff:.2g}"
     typer.echo(

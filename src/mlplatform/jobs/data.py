@@ -118,6 +118,7 @@ def features_job(
     home: Path,
     training_set_path: Path | None = None,
     on_step: Callable[[str], None] | None = None,
+    spark_master: str | None = None,
 ) -> FeatureBuild:
     """Build the Feast tables from accepted batches, apply, materialize, export the training set.
     `on_step(name)` is called as each step starts (a caller's progress); the outcome is also
@@ -128,8 +129,16 @@ def features_job(
     spec = load_usecase(usecase)
     ws = Workspace.for_usecase(home, spec.name)
     repo = FeatureRepo(spec, ws)
-    step("building the offline tables from accepted batches")
-    built = repo.build_tables()
+    if spark_master:
+        # The same offline tables computed on a Spark cluster, for sources too large for this
+        # process (mlplatform.spark.features); apply, materialize and training set unchanged.
+        from mlplatform.spark.features import build_tables_on
+
+        step(f"building the offline tables from accepted batches on Spark at {spark_master}")
+        built = build_tables_on(spark_master, spec, ws, step)
+    else:
+        step("building the offline tables from accepted batches")
+        built = repo.build_tables()
     step("applying the feature definitions (feast apply)")
     names = repo.apply()
     step("materializing the online store")

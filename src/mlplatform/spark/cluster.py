@@ -261,6 +261,35 @@ def _reap(pids: list[int]) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
+def check_master(master: str, timeout: float = 3.0) -> None:
+    """Raise ClusterError (naming the URL and `make spark-up`) unless a standalone master at
+    `master` (spark://host:port, or several for a standby setup) accepts connections.
+
+    Without it a session on a dead master still starts, then waits ~60 s for a master that
+    never answers before Spark gives up with a message that does not say which URL.
+    Other masters (local[N], yarn, k8s://...) are not checked here.
+    """
+    if not master.startswith("spark://"):
+        return
+    refusals = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ClusterError(
+                f"--master {master!r}: expected spark://HOST:PORT, e.g. spark://{HOST}:7077"
+            )
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return
+        except OSError as exc:
+            refusals.append(f"{host}:{port} ({exc.strerror or exc})")
+    raise ClusterError(
+        f"no Spark master answers at {master}: {'; '.join(refusals)}. Start one on this "
+        "machine with `make spark-up` (it prints the URL), or pass the URL of a running "
+        "master (--master or SPARK_MASTER)"
+    )
+
+
 def spark_session(
     master: str,
     app_name: str = "mlplatform",
@@ -273,10 +302,12 @@ def spark_session(
     Executors run the interpreter of PYSPARK_PYTHON, default this one (the locked env: on a
     real cluster the same path must exist on every node, or set PYSPARK_PYTHON). Times are
     UTC so day boundaries match the pandas build. Memory stays bounded: the executor heap is
-    below the worker's offer, leaving room for the Python workers beside it.
+    below the worker's offer, leaving room for the Python workers beside it. A spark:// master
+    that does not answer raises ClusterError at once (`check_master`).
     """
     from pyspark.sql import SparkSession
 
+    check_master(master)
     python = os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # PySpark's driver sends the executors its PYSPARK_PYTHON (default: `python3` on their
     # PATH, some other interpreter without our packages); the conf key alone does not do it.
