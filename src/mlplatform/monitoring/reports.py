@@ -13,20 +13,27 @@ from pathlib import Path
 import pandas as pd
 
 REFERENCE_ROWS = 5000  # a sample of the training data is enough for the report's tests
+# The report is for people; the trigger judges the whole window (mlplatform.monitoring.drift).
+# Evidently's cost grows with the rows it plots: a 1M-row window is shown through a sample.
+WINDOW_ROWS = 50_000
 
 
 def drift_snapshot(
     reference: pd.DataFrame, window: pd.DataFrame, columns: list[str], seed: int = 0
 ):
-    """Evidently's data-drift snapshot of `window` against a sample of `reference`."""
+    """Evidently's data-drift snapshot of `window` (a sample of WINDOW_ROWS above that)
+    against a sample of `reference`."""
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
     ref = reference[columns]
     if len(ref) > REFERENCE_ROWS:
         ref = ref.sample(REFERENCE_ROWS, random_state=seed)
+    current = window[columns]
+    if len(current) > WINDOW_ROWS:
+        current = current.sample(WINDOW_ROWS, random_state=seed)
     return Report([DataDriftPreset()]).run(
-        current_data=window[columns].reset_index(drop=True), reference_data=ref
+        current_data=current.reset_index(drop=True), reference_data=ref
     )
 
 

@@ -11,9 +11,10 @@ still being written (no newline yet) is left for the next reader.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlplatform.monitoring.requestlog import log_files
 
@@ -22,7 +23,7 @@ from mlplatform.monitoring.requestlog import log_files
 class Tail:
     """What a read returned and where the next one starts."""
 
-    records: list[dict]
+    records: list  # dicts, or what `per_file` made of each file's dicts
     offsets: dict[str, int]  # file name -> bytes consumed (complete lines only)
     unreadable: int = 0  # complete lines that were not JSON objects (skipped, counted)
     rotated_away: list[str] = field(default_factory=list)  # files deleted before being read out
@@ -69,15 +70,22 @@ def read_new_lines(path: Path, offset: int) -> tuple[list[dict], int, int]:
     return records, end, bad
 
 
-def read_new_records(directory: Path, offsets: dict[str, int]) -> Tail:
-    """Every request-log row appended since `offsets`, oldest file first."""
-    records: list[dict] = []
+def read_new_records(
+    directory: Path, offsets: dict[str, int], per_file: Callable[[list[dict]], Any] | None = None
+) -> Tail:
+    """Every request-log row appended since `offsets`, oldest file first. With `per_file`, each
+    file's new rows go to it as soon as they are parsed and `records` holds what it returned,
+    one item per file with new rows: a backlog of a million rows is never one list of dicts."""
+    records: list = []
     new_offsets: dict[str, int] = {}
     bad = 0
     present = log_files(Path(directory)) if Path(directory).is_dir() else []
     for path in present:
         got, end, unreadable = read_new_lines(path, offsets.get(path.name, 0))
-        records.extend(got)
+        if per_file is None:
+            records.extend(got)
+        elif got:
+            records.append(per_file(got))
         new_offsets[path.name] = end
         bad += unreadable
     names = {p.name for p in present}

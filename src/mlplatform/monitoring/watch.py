@@ -191,7 +191,7 @@ def _evidently_snapshot(
 ) -> str:
     """Add the window's Evidently drift snapshot to the workspace `make drift-ui` opens."""
     from mlplatform.monitoring.drift import monitored_columns
-    from mlplatform.monitoring.reports import add_to_workspace, drift_snapshot
+    from mlplatform.monitoring.reports import WINDOW_ROWS, add_to_workspace, drift_snapshot
 
     if version is None:
         return "no Evidently snapshot: no champion to compare with"
@@ -199,6 +199,9 @@ def _evidently_snapshot(
     cols = monitored_columns(spec, [c for c in window.columns if c in train.columns])
     snapshot = drift_snapshot(train, window, cols)
     add_to_workspace(evidently_dir(ws), f"{spec.name} served traffic", snapshot, name)
+    if len(window) > WINDOW_ROWS:
+        return (f"Evidently snapshot drawn on a {WINDOW_ROWS:,}-row sample of the {len(window):,} "
+                "rows (drift and the triggers judged every row)")
     return ""
 
 
@@ -268,14 +271,14 @@ def _exclusive(path: Path):
 def _judge(spec, home, ws, path, request_log, policy, evidently) -> WindowVerdict:
     from mlplatform.monitoring.drift import served_drift
     from mlplatform.monitoring.performance import confidence, join_labels, performance_table
-    from mlplatform.monitoring.windows import read_log, records_frame
+    from mlplatform.monitoring.windows import concat_frames, read_log, records_frame
     from mlplatform.registry import models as reg
     from mlplatform.validation.reference import reference_profile
 
     state = WatchState.load(path)
     notes: list[str] = []
 
-    tail = read_new_records(request_log, state.log_offsets)
+    tail = read_new_records(request_log, state.log_offsets, per_file=records_frame)
     if tail.unreadable:
         notes.append(f"{tail.unreadable} request-log lines were not JSON objects (skipped)")
     if tail.rotated_away:
@@ -284,7 +287,7 @@ def _judge(spec, home, ws, path, request_log, policy, evidently) -> WindowVerdic
             "last run: rows appended to them after it were not seen (raise max_files or run "
             "the monitoring more often)"
         )
-    window = records_frame(tail.records)
+    window = concat_frames(tail.records)
     rows = len(window)
     judged = rows >= policy.min_rows
     if judged:
@@ -321,7 +324,7 @@ def _judge(spec, home, ws, path, request_log, policy, evidently) -> WindowVerdic
     labels = _new_labels(labels_path(home, spec.name), state)
     performance = {}
     if not labels.empty:
-        logged = read_log(request_log)
+        logged = read_log(request_log, request_ids=labels["request_id"])
         joined = join_labels(logged, labels[["request_id", "row", "label"]])
         performance = {f"{r.version}|{r.slice}": r.metrics for r in performance_table(spec, joined)}
         if len(joined) < len(labels):

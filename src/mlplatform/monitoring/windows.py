@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -12,19 +12,49 @@ from mlplatform.monitoring.requestlog import iter_records
 META = ["request_id", "row", "ts", "model", "version", "probability", "prediction"]
 
 
-def records_frame(records: Iterable[dict]) -> pd.DataFrame:
-    """One row per logged prediction: the meta columns plus one column per feature."""
-    records = list(records)
-    if not records:
-        return pd.DataFrame(columns=META)
+CHUNK_ROWS = 50_000  # dicts turned into a frame at a time: a 1M-row log never holds 1M dicts
+
+
+def _frame(records: list[dict]) -> pd.DataFrame:
     meta = pd.DataFrame([{k: r.get(k) for k in META} for r in records])
     features = pd.DataFrame([r.get("features") or {} for r in records])
     return pd.concat([meta, features], axis=1)
 
 
-def read_log(directory: Path, since: float | None = None, until: float | None = None):
-    """The logged predictions with `since <= ts < until` (seconds since the epoch)."""
-    df = records_frame(iter_records(directory))
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames of logged predictions as one (the meta columns alone when there are none)."""
+    if not frames:
+        return pd.DataFrame(columns=META)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def records_frame(records: Iterable[dict]) -> pd.DataFrame:
+    """One row per logged prediction: the meta columns plus one column per feature."""
+    frames, chunk = [], []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == CHUNK_ROWS:
+            frames.append(_frame(chunk))
+            chunk = []
+    if chunk:
+        frames.append(_frame(chunk))
+    return concat_frames(frames)
+
+
+def read_log(
+    directory: Path,
+    since: float | None = None,
+    until: float | None = None,
+    request_ids: Collection[str] | None = None,
+):
+    """The logged predictions with `since <= ts < until` (seconds since the epoch); with
+    `request_ids`, only those requests' rows (the ones delayed labels name), kept while the log
+    is read instead of after."""
+    records = iter_records(directory)
+    if request_ids is not None:
+        wanted = {str(i) for i in request_ids}
+        records = (r for r in records if str(r.get("request_id")) in wanted)
+    df = records_frame(records)
     if df.empty:
         return df
     if since is not None:

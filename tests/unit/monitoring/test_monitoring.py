@@ -259,3 +259,22 @@ def test_monitor_triggers_command_shows_evidence_and_outcome(tmp_path):
     assert "retrained_version: 3" in out.output and "canary: promoted" in out.output
     js = runner.invoke(app, ["monitor", "triggers", "--home", str(tmp_path), "--json"])
     assert json.loads(js.output.splitlines()[0])["evidence"] == {"features": ["fare"]}
+
+
+def test_a_log_read_in_chunks_gives_the_frame_of_one_read(tmp_path, monkeypatch):
+    """Frames are built CHUNK_ROWS dicts at a time (a 1M-row log never holds 1M dicts); the
+    result is the frame of one read, and `request_ids` keeps only the labelled requests."""
+    from mlplatform.monitoring import windows
+
+    log = RequestLog(RequestLogConfig(tmp_path, flush_rows=1000))
+    for i in range(25):
+        log.record(f"r{i}", "taxi", "taxi-classifier/1",
+                   [{"fare": float(i), "company": f"c{i % 3}"}], [0.5], [1])
+    log.close()
+    whole = windows.read_log(tmp_path)
+    monkeypatch.setattr(windows, "CHUNK_ROWS", 7)
+    chunked = windows.read_log(tmp_path)
+    pd.testing.assert_frame_equal(chunked, whole)
+    picked = windows.read_log(tmp_path, request_ids=["r3", "r20", "nope"])
+    assert picked["request_id"].tolist() == ["r3", "r20"]
+    assert windows.read_log(tmp_path, request_ids=[]).empty

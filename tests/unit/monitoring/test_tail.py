@@ -46,3 +46,17 @@ def test_a_file_replaced_by_a_shorter_one_is_read_from_its_start(tmp_path):
     records, _, _ = read_new_lines(f, end)
     assert [r["request_id"] for r in records] == ["z"]
     assert read_new_lines(tmp_path / "missing.jsonl", 10) == ([], 0, 0)
+
+
+def test_per_file_turns_each_files_rows_into_one_item_as_it_is_read(tmp_path):
+    """A backlog is handed over file by file (what the watch makes frames of), with the same
+    offsets as a plain read; a file with nothing new gives no item."""
+    a = tmp_path / "requests-20260101T000000-1-000001.jsonl"
+    b = tmp_path / "requests-20260101T000100-1-000002.jsonl"
+    _append(a, {"request_id": "a"}, {"request_id": "b"})
+    _append(b, {"request_id": "c"})
+    plain = read_new_records(tmp_path, {})
+    sizes = read_new_records(tmp_path, {}, per_file=len)
+    assert sizes.records == [2, 1] and sizes.offsets == plain.offsets
+    _append(b, {"request_id": "d"})
+    assert read_new_records(tmp_path, plain.offsets, per_file=len).records == [1]
