@@ -77,9 +77,7 @@ def score_file(
             if missing:
                 raise ValueError(f"{source}: input lacks model input columns {missing}")
             try:
-                frame = contract.parse_v2(
-                    [(c, "", chunk[c].tolist()) for c in contract.names], max_rows=None
-                )
+                frame = contract.columns_of_frame(chunk).to_frame()
             except ContractError as exc:
                 raise ContractError(f"{source}, rows from {done}: {exc}") from exc
             out = model.predict(frame)

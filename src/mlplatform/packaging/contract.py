@@ -136,6 +136,22 @@ class Contract:
         }
         return self._columns(columns)
 
+    # -- batch scoring: a chunk of a file, already a DataFrame ------------------------------
+
+    def columns_of_frame(self, frame: pd.DataFrame) -> Columns:
+        """The signature's columns of `frame` (a batch-scoring chunk) as typed arrays: exactly
+        what `columns_v2` makes of each column's values as a list (the same values, the same
+        error for the first bad one), taken a whole column at a time where the column's dtype
+        allows it (numbers as numpy or pandas nullable numbers; text as str and nulls, or
+        integer codes). Any column that does not pass the vectorised checks (an infinite or
+        out-of-range number, a boolean, text in a number column, ...) goes value by value
+        through `_coerce`, which raises the error naming the field and row; checking every
+        value that way cost ~90% of local batch scoring's time."""
+        missing = [n for n in self.names if n not in frame.columns]
+        if missing:
+            raise ContractError(f"missing input tensor(s) {missing}")
+        return Columns({f.name: _column(f, frame[f.name]) for f in self.fields})
+
     def v2_inputs_metadata(self) -> list[dict]:
         """The input tensors as Open Inference Protocol model metadata lists them: one per
         field, in signature order, of any number of rows."""
@@ -188,7 +204,7 @@ MAX_ABS_NUMBER = 1e15
 
 
 def _coerce(f: Field, value: object, where: str):
-    if value is None or value is pd.NA or (isinstance(value, Real) and math.isnan(value)):
+    if _is_null(value):
         return None if f.kind == "string" else math.nan
     if f.kind == "double":
         # numbers.Real also admits numpy scalars (batch files); bool is excluded on purpose.
@@ -211,3 +227,64 @@ def _coerce(f: Field, value: object, where: str):
         # A category coded as a number ("1" for male): the same value as text.
         return str(int(value)) if float(value).is_integer() else str(value)
     raise ContractError(f"{where}: expected text, got {type(value).__name__}")
+
+
+def _column(f: Field, values: pd.Series) -> np.ndarray:
+    """One column of `Contract.columns_of_frame`: the vectorised path when it applies and
+    every value passes it, else `_coerce` value by value (the same result, or its error)."""
+    fast = _number_column(values) if f.kind == "double" else _text_column(values)
+    if fast is not None:
+        return fast
+    coerced = [_coerce(f, v, f"{f.name}[{j}]") for j, v in enumerate(values.tolist())]
+    return np.array(coerced, dtype="float64" if f.kind == "double" else object)
+
+
+def _number_column(values: pd.Series) -> np.ndarray | None:
+    """float64 of a numeric column if no value is infinite or beyond MAX_ABS_NUMBER (nulls
+    become NaN), as `_coerce` makes them; None for any other column or value."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype):
+        if not (dtype.kind in "iu" or (dtype.kind == "f" and dtype.itemsize <= 8)):
+            return None  # booleans, times, objects (text, mixed): value by value
+        out = values.to_numpy(dtype="float64", copy=True)
+    elif isinstance(dtype, pd.api.extensions.ExtensionDtype) and _masked_number(dtype):
+        out = values.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        return None
+    # An integer's float64 is beyond 1e15 exactly when the integer is (exact below 2**53).
+    with np.errstate(invalid="ignore"):
+        if (np.isinf(out) | (np.abs(out) > MAX_ABS_NUMBER)).any():
+            return None
+    return out
+
+
+def _masked_number(dtype) -> bool:
+    """pandas' nullable Int*/UInt*/Float* (not `boolean`): values are numbers or pd.NA."""
+    from pandas.core.arrays.masked import BaseMaskedDtype
+
+    return isinstance(dtype, BaseMaskedDtype) and dtype.kind in "iuf"
+
+
+def _text_column(values: pd.Series) -> np.ndarray | None:
+    """The object array of a text column as `_coerce` makes it: str values as they are and
+    None for nulls (None, pd.NA, NaN), or integer codes as their decimal text; None for any
+    other column (floats, booleans, mixed values, other nulls)."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return values.to_numpy().astype(str).astype(object)
+    if not (isinstance(dtype, np.dtype) and dtype.kind == "O"):
+        return None
+    out = values.to_numpy(dtype=object, copy=True)
+    null = pd.isna(out)
+    kind = pd.api.types.infer_dtype(out[~null], skipna=False)
+    if kind not in ("string", "empty"):
+        return None
+    if null.any():
+        if not all(_is_null(v) for v in out[null]):
+            return None  # NaT, Decimal("NaN"): `_coerce` refuses them
+        out[null] = None
+    return out
+
+
+def _is_null(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, Real) and math.isnan(value))
