@@ -47,16 +47,21 @@ def run_training_in_containers(usecase: str, source: str, home: Path) -> dict:
     return {"outputs": getattr(task, "outputs", {}), "source": str(staged)}
 
 
-def training_task_names() -> dict[str, str]:
+def task_names(pipeline: str = "training") -> dict[str, str]:
     """kfp.local's task names (`train-model-2`) mapped to the pipeline's display names
     (`train-xgboost`), which say which family a task trains."""
     # Read from the compiled pipeline (kept current by a test), not by importing it: importing
     # the components fixes their image, which the container runner must choose first.
     import yaml
 
-    compiled = Path(__file__).parent / "compiled" / "training.yaml"
+    compiled = Path(__file__).parent / "compiled" / f"{pipeline}.yaml"
     spec = next(yaml.safe_load_all(compiled.read_text()))
     return {key: task["taskInfo"]["name"] for key, task in spec["root"]["dag"]["tasks"].items()}
+
+
+def training_task_names() -> dict[str, str]:
+    """The training pipeline's `task_names`."""
+    return task_names("training")
 
 
 def run_training(usecase: str, source: str, home: Path, pipeline_root: Path) -> dict:

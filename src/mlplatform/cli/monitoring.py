@@ -4,6 +4,7 @@ model server, drift of a request log, delayed labels, the trigger log, and the r
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Annotated
@@ -163,6 +164,15 @@ def once_cmd(
     new_labels: Annotated[int, typer.Option(help="Labels since training that trigger.")] = 5000,
     drift_windows: Annotated[int, typer.Option(help="Drifted windows in a row to trigger.")] = 1,
     canary_percent: Annotated[int, typer.Option(help="Share the canary request asks for.")] = 5,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Stream every task's output, as kfp.local prints it (default: one line per "
+            "task with its result; the full output goes to a log file).",
+        ),
+    ] = False,
 ) -> None:
     """Run the monitoring pipeline once with kfp.local: judge the traffic logged since the
     last run; when a trigger fires, retrain, gate and request a canary."""
@@ -187,20 +197,40 @@ def once_cmd(
             f"or `mlplatform.serving.server --request-log {log_dir}`), or pass --request-log"
         )
     try:
-        from pipelines.local import run_monitoring
+        from pipelines.local import run_monitoring, task_names
     except ImportError as exc:
         fail(f"the pipelines package is not importable ({exc}); run from the repository root")
+    from mlplatform.cli.run_view import log_tail, output_to, task_lines
+    from mlplatform.jobs.progress import monitoring_results
+
     typer.echo(f"running pipeline mlplatform-monitoring for {spec.name} on {log_dir}")
-    try:
+    started = time.time()
+    log_path = ws.pipeline_runs / "logs" / f"monitoring-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    verbose = verbose or logging.getLogger().level <= logging.DEBUG
+
+    def pipeline() -> None:
         run_monitoring(
             spec.name, h, ws.pipeline_runs, request_log=str(log_dir), families=families,
             min_rows=min_rows, new_labels=new_labels, drift_windows=drift_windows,
             canary_percent=canary_percent,
         )
+
+    try:
+        if verbose:
+            pipeline()
+        else:
+            typer.echo(f"task logs: {log_path}")
+            results = monitoring_results(spec, h, started)
+            with (
+                task_lines(task_names("monitoring"), results) as progress,
+                output_to(log_path, progress.feed),
+            ):
+                pipeline()
     except Exception as exc:  # noqa: BLE001 - kfp raises RuntimeError with the task's name
+        tail = "" if verbose else f"\nthe log's end ({log_path}):\n{log_tail(log_path)}"
         fail(
-            f"monitoring pipeline failed: {exc}\nrun it again: rows already judged are not "
-            "judged twice, and a retraining that did not finish is asked for again", 1
+            f"monitoring pipeline failed: {exc}{tail}\nrun it again: rows already judged are "
+            "not judged twice, and a retraining that did not finish is asked for again", 1
         )
     windows = sorted((ws.monitoring / "windows").glob("window-*.json"))
     if windows:

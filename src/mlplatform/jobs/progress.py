@@ -144,6 +144,48 @@ def training_results(spec: UseCase, home: Path, since: float) -> Callable[[str],
     return result
 
 
+def monitoring_results(spec: UseCase, home: Path, since: float) -> Callable[[str], str]:
+    """The key result of each monitoring-pipeline task, read from the home after it ends; a
+    retraining stage of a run that retrains nothing says `skipped`."""
+    ws = Workspace.locate(home, spec.name)
+
+    def verdict() -> dict:
+        windows = sorted((ws.monitoring / "windows").glob("window-*.json"))
+        return json.loads(windows[-1].read_text()) if windows else {}
+
+    def result(task: str) -> str:
+        v = verdict()
+        if task == "watch-traffic":
+            drifted = [f for f, d in v.get("drift", {}).items() if d.get("drifted")]
+            judged = "" if v.get("judged") else " (kept open)"
+            why = f"yes ({', '.join(v.get('reasons', []))})" if v.get("retrain") else "no"
+            return (f"{v.get('rows', 0):,} rows{judged}, drifted: {', '.join(drifted) or 'none'}, "
+                    f"retrain {why}")
+        if not v.get("retrain"):
+            return "skipped"
+        if task == "retrain-features":
+            s = json.loads((ws.feast / "last_build.json").read_text())
+            return f"training set {s.get('training_rows', s['rows']):,} rows"
+        if task.startswith("retrain-"):
+            return _family_result(spec, home, task.split("-", 1)[1], "train-", since) or "skipped"
+        if task == "register-retrained":
+            r = json.loads((ws.reports / "registration.json").read_text())
+            return (f"v{r['version']} alias {r['alias'] or 'none'}, battery "
+                    f"{'passed' if r['battery_passed'] else 'failed'}")
+        if task == "request-canary":
+            from mlplatform.monitoring.triggers import TriggerLog, trigger_log_path
+
+            closed = TriggerLog(trigger_log_path(home, spec.name)).read()
+            last = closed[-1] if closed else {}
+            asked = last.get("canary") == "requested"
+            return f"v{last.get('retrained_version')}: " + (
+                "canary requested" if asked else "refused by the gate"
+            )
+        return ""
+
+    return result
+
+
 def _newest_batch(ws: Workspace, spec: UseCase) -> str:
     from mlplatform.data.catalogue import Catalogue
 
