@@ -64,10 +64,8 @@ def training_task_names() -> dict[str, str]:
     return task_names("training")
 
 
-def run_training(usecase: str, source: str, home: Path, pipeline_root: Path) -> dict:
-    """Run the training pipeline in subprocesses of the current (locked) interpreter."""
-    from pipelines.training import training_pipeline
-
+def _in_subprocesses(pipeline_root: Path) -> None:
+    """kfp.local with every task a subprocess of this (locked) interpreter."""
     # Components run as `python -m kfp.dsl.executor_main` under this interpreter; its bin dir
     # goes first on PATH so tools they start come from the same environment.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -76,6 +74,13 @@ def run_training(usecase: str, source: str, home: Path, pipeline_root: Path) -> 
         pipeline_root=str(pipeline_root),
         raise_on_error=True,
     )
+
+
+def run_training(usecase: str, source: str, home: Path, pipeline_root: Path) -> dict:
+    """Run the training pipeline in subprocesses of the current (locked) interpreter."""
+    from pipelines.training import training_pipeline
+
+    _in_subprocesses(pipeline_root)
     task = training_pipeline(usecase=usecase, source=source, home=str(home))
     return {"outputs": getattr(task, "outputs", {})}
 
@@ -85,11 +90,16 @@ def run_monitoring(usecase: str, home: Path, pipeline_root: Path, **params) -> d
     `params` are the pipeline's (request_log, families, min_rows, ...)."""
     from pipelines.monitoring import monitoring_pipeline
 
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(pipeline_root),
-        raise_on_error=True,
-    )
+    _in_subprocesses(pipeline_root)
     task = monitoring_pipeline(usecase=usecase, home=str(home), **params)
+    return {"outputs": getattr(task, "outputs", {})}
+
+
+def run_batch_scoring(usecase: str, home: Path, pipeline_root: Path, **params) -> dict:
+    """Run the batch scoring pipeline once in subprocesses of the current (locked) interpreter;
+    `params` are the pipeline's (source, model_alias, spark_master)."""
+    from pipelines.batch_scoring import batch_scoring_pipeline
+
+    _in_subprocesses(pipeline_root)
+    task = batch_scoring_pipeline(usecase=usecase, home=str(home), **params)
     return {"outputs": getattr(task, "outputs", {})}
