@@ -25,7 +25,7 @@ def bench_usecase(usecase: str, home: Path) -> list[dict]:
         raise SystemExit(f"{usecase}: the shipped data was quarantined: {out.report.summary()}")
     ts = home / f"{usecase}_training_set.parquet"
     features_job(usecase, home, ts)
-    return [{"family": f, **train_candidate(usecase, f, ts, home)} for f in FAMILIES]
+    return [{"family": f, **train_candidate(usecase, f, ts, home).to_dict()} for f in FAMILIES]
 
 
 def table(usecase: str, rows: list[dict]) -> str:

@@ -61,12 +61,12 @@ def champion_home(home: Path) -> tuple[Path, object]:
     training_set = home / "training_set.parquet"
     features_job(spec.name, home, training_set)
     run = train_candidate(spec.name, "logistic", training_set, home)
-    version = reg.register(spec, run["run_id"], run["model_uri"], {"family": "logistic"})
+    version = reg.register(spec, run.run_id, run.model_uri, {"family": "logistic"})
     reg.client().set_registered_model_alias(
         reg.registered_model_name(spec.name), reg.CHAMPION, version
     )
     champion_is_reference(spec, home, version)
-    return training_set, (spec, version, mlflow.pyfunc.load_model(run["model_uri"]))
+    return training_set, (spec, version, mlflow.pyfunc.load_model(run.model_uri))
 
 
 def write_log(log_dir: Path, rows: int, training_set: Path, champion) -> float:

@@ -40,7 +40,7 @@ def train(home: Path, family: str) -> tuple[str, pd.DataFrame]:
     ts = home / "training_set.parquet"
     features_job("taxi", home, ts)
     run = train_candidate("taxi", family, ts, home)
-    return run["model_uri"], pd.read_parquet(ts)
+    return run.model_uri, pd.read_parquet(ts)
 
 
 def tiled(rows: pd.DataFrame, n: int, path: Path) -> Path:

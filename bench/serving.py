@@ -163,7 +163,7 @@ def prepare_model(home: Path) -> tuple[str, str]:
     features_job(MODEL_NAME, home, home / "ts.parquet")
     run = train_candidate(MODEL_NAME, "logistic", home / "ts.parquet", home)
     tags = {"family": "logistic", "selection_quality": "0.9"}
-    version = reg.register(gate.spec, run["run_id"], run["model_uri"], tags)
+    version = reg.register(gate.spec, run.run_id, run.model_uri, tags)
     tracking = f"sqlite:///{(home / 'mlflow' / 'mlflow.db').resolve()}"
     return tracking, f"models:/{MODEL_NAME}-classifier/{version}"
 

@@ -15,7 +15,7 @@ def train_model(usecase: str, family: str, home: str, training_set: Input[Datase
 
     from mlplatform.jobs.models import train_candidate
 
-    return train_candidate(usecase, family, Path(training_set.path), Path(home))["run_id"]
+    return train_candidate(usecase, family, Path(training_set.path), Path(home)).run_id
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mlplatform.jobs.data import features_job
-from mlplatform.jobs.models import train_candidate
+from mlplatform.jobs.models import TrainedCandidate, train_candidate
 from mlplatform.monitoring.requestlog import RequestLog, RequestLogConfig, record_each_row
 from mlplatform.spec import UseCase, load_spec
 from mlplatform.tracking import use_workspace
@@ -32,7 +32,7 @@ class TrainedWorkspace:
     spec: UseCase
     home: Path
     training_set: Path
-    run: dict  # train_candidate's output: run_id, model_uri, auc_recent, ...
+    run: TrainedCandidate  # train_candidate's output: run_id, model_uri, auc_recent, ...
 
     def own_home(self, tmp_path_factory, name: str) -> Path:
         """A copy of `home` (its own registry, the same trained run) that MLflow now points at."""
@@ -49,7 +49,7 @@ class TrainedWorkspace:
 
         import mlflow
 
-        folder = Path(mlflow.artifacts.download_artifacts(self.run["model_uri"], dst_path=str(dst)))
+        folder = Path(mlflow.artifacts.download_artifacts(self.run.model_uri, dst_path=str(dst)))
         pre_file = next(folder.rglob("preprocessor.json"))
         assert (pre_file.parent / "scoring_check.json").exists()
         pre = json.loads(pre_file.read_text())
@@ -121,11 +121,11 @@ def served_champion(trained_taxi, tmp_path_factory, name: str) -> dict:
     spec = trained_taxi.spec
     home = trained_taxi.own_home(tmp_path_factory, name)
     run = trained_taxi.run
-    version = reg.register(spec, run["run_id"], run["model_uri"], {"family": "logistic"})
+    version = reg.register(spec, run.run_id, run.model_uri, {"family": "logistic"})
     name = reg.registered_model_name(spec.name)
     reg.client().set_registered_model_alias(name, reg.CHAMPION, version)
     champion_is_reference(spec, home, version)
-    model = mlflow.pyfunc.load_model(run["model_uri"])
+    model = mlflow.pyfunc.load_model(run.model_uri)
     rows = pd.read_parquet(trained_taxi.training_set)  # every model input, and the label
     return {"spec": spec, "home": home, "version": version, "model": model,
             "rows": rows, "inputs": model_inputs(spec), "frame": signature_frame}

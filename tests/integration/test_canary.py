@@ -83,7 +83,7 @@ def stack(trained_taxi, tmp_path_factory):
     spec, out = trained_taxi.spec, trained_taxi.run
     tags = {"family": "logistic", "selection_quality": "0.9"}
     # The same artifact registered twice: v1 champion and v2 challenger, told apart by version.
-    v1, v2 = (reg.register(spec, out["run_id"], out["model_uri"], tags) for _ in range(2))
+    v1, v2 = (reg.register(spec, out.run_id, out.model_uri, tags) for _ in range(2))
     tracking = tracking_uri(home)
     uris = {"champion": v1, "challenger": v2, "dead": "99"}  # no version 99: exits 2
     procs = {
@@ -96,7 +96,7 @@ def stack(trained_taxi, tmp_path_factory):
         dead_rc = procs["dead"].proc.wait(120)
         import mlflow
 
-        example = mlflow.pyfunc.load_model(out["model_uri"]).input_example
+        example = mlflow.pyfunc.load_model(out.model_uri).input_example
         rows = json.loads(example.to_json(orient="records"))
         _, scored, _ = _post(procs["champion"].url + PREDICT, {"instances": rows})
         classes = [p["prediction"] for p in scored["predictions"]]

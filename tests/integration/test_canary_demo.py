@@ -24,7 +24,7 @@ def registered(trained_taxi, tmp_path_factory):
     home = trained_taxi.own_home(tmp_path_factory, "demo")
     out = trained_taxi.run
     version = reg.register(
-        trained_taxi.spec, out["run_id"], out["model_uri"], {"family": "logistic"}
+        trained_taxi.spec, out.run_id, out.model_uri, {"family": "logistic"}
     )
     return trained_taxi.spec, home, version
 
@@ -37,8 +37,8 @@ def candidate(trained_taxi, tmp_path_factory):
     home = tmp_path_factory.mktemp("demo-candidate") / "home"
     shutil.copytree(trained_taxi.home, home)
     out = trained_taxi.run
-    evaluate_job("taxi", out["run_id"], home)
-    done = register_job("taxi", out["run_id"], out["model_uri"], trained_taxi.training_set, home)
+    evaluate_job("taxi", out.run_id, home)
+    done = register_job("taxi", out.run_id, out.model_uri, trained_taxi.training_set, home)
     assert done.alias == "challenger", done
     return trained_taxi.spec, home, done.version
 

@@ -42,11 +42,11 @@ def _version(
     run's real recent AUC (what the gate measures the champion at, on the same rows); give it
     `challenger` when its battery passes and it beats the champion."""
     run = trained_taxi.run
-    quality = run["auc_recent"] + lead
+    quality = run.auc_recent + lead
     v = reg.register(
         spec,
-        run["run_id"],
-        run["model_uri"],
+        run.run_id,
+        run.model_uri,
         {
             "family": "logistic",
             "selection_quality": f"{quality:.6f}",
@@ -133,7 +133,7 @@ def test_a_fair_pass_needs_no_acceptance_and_a_fail_cannot_be_accepted(
         approve(spec, v, "business-owner", "bob", gov_home, accept_fairness="just in case")
     run = trained_taxi.run
     failed = reg.register(
-        spec, run["run_id"], run["model_uri"],
+        spec, run.run_id, run.model_uri,
         {"family": "logistic", "selection_quality": "0.99", "fairness_verdict": "fail",
          "fairness_passed": "false"},
     )
@@ -207,7 +207,7 @@ def test_gate_is_rechecked_at_promotion(spec, trained_taxi, gov_home):
     v2 = _version(spec, trained_taxi, gov_home, 0.01)
     _approve_both(spec, v2, gov_home)
     # v2's recorded quality is corrected down to the champion's before it is promoted.
-    quality = f"{trained_taxi.run['auc_recent']:.6f}"
+    quality = f"{trained_taxi.run.auc_recent:.6f}"
     reg.client().set_model_version_tag(f"{spec.name}-classifier", v2, "selection_quality", quality)
     with pytest.raises(Refused, match="champion-challenger gate: .*does not beat champion"):
         promote(spec, v2, "carol", gov_home)

@@ -26,9 +26,9 @@ def registered(trained_taxi, tmp_path_factory):
     run = trained_taxi.run
     v = reg.register(
         trained_taxi.spec,
-        run["run_id"],
-        run["model_uri"],
-        {"family": "logistic", "selection_quality": f"{run['auc_recent']:.6f}"},
+        run.run_id,
+        run.model_uri,
+        {"family": "logistic", "selection_quality": f"{run.auc_recent:.6f}"},
     )
     reg.record_battery(trained_taxi.spec, v, {"unit": (True, "64 rows: deterministic")})
     return home, v
@@ -80,7 +80,7 @@ def test_reproduction_refuses_a_changed_training_set(trained_taxi, registered):
     home, _ = registered
     run = trained_taxi.run
     spec = trained_taxi.spec
-    v = reg.register(spec, run["run_id"], run["model_uri"], {"family": "logistic"})
+    v = reg.register(spec, run.run_id, run.model_uri, {"family": "logistic"})
     reg.client().set_model_version_tag(
         f"{spec.name}-classifier", v, "training_set_sha256", "0" * 64
     )

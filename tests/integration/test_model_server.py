@@ -28,8 +28,8 @@ def server(trained_taxi, tmp_path_factory):
     out = trained_taxi.run
     version = reg.register(
         trained_taxi.spec,
-        out["run_id"],
-        out["model_uri"],
+        out.run_id,
+        out.model_uri,
         {"family": "logistic", "selection_quality": "0.9"},
     )
     reg.client().set_registered_model_alias("taxi-classifier", "champion", version)
@@ -40,7 +40,7 @@ def server(trained_taxi, tmp_path_factory):
         ls.wait_ready(p, ls.READY["model"])
         import mlflow
 
-        example = mlflow.pyfunc.load_model(out["model_uri"]).input_example
+        example = mlflow.pyfunc.load_model(out.model_uri).input_example
         rows = json.loads(example.to_json(orient="records"))
         yield p.url, version, rows, p.proc
     finally:
@@ -141,7 +141,7 @@ def test_served_predictions_match_the_artifact_through_mlflow(server, trained_ta
     base, _, rows, _ = server
     code, body = _post(f"{base}/v1/models/taxi:predict", {"instances": rows})
     assert code == 200
-    expected = mlflow.pyfunc.load_model(trained_taxi.run["model_uri"]).predict(pd.DataFrame(rows))
+    expected = mlflow.pyfunc.load_model(trained_taxi.run.model_uri).predict(pd.DataFrame(rows))
     assert [p["probability"] for p in body["predictions"]] == expected["probability"].tolist()
     assert [p["prediction"] for p in body["predictions"]] == expected["prediction"].tolist()
 

@@ -36,7 +36,7 @@ def served(trained_taxi, tmp_path_factory):
 
     home = trained_taxi.own_home(tmp_path_factory, "monitor")
     run = trained_taxi.run
-    version = reg.register(trained_taxi.spec, run["run_id"], run["model_uri"], {})
+    version = reg.register(trained_taxi.spec, run.run_id, run.model_uri, {})
     reg.client().set_registered_model_alias("taxi-classifier", "champion", version)
     logdir = home / "requests"
     server = ls.model_server(
@@ -50,7 +50,7 @@ def served(trained_taxi, tmp_path_factory):
     ls.wait_ready(server, ls.READY["model"])
     base, port = server.url, int(server.url.rsplit(":", 1)[1])
     ts = pd.read_parquet(trained_taxi.training_set)
-    example = mlflow.pyfunc.load_model(run["model_uri"]).input_example
+    example = mlflow.pyfunc.load_model(run.model_uri).input_example
     cols = list(json.loads(example.to_json(orient="records"))[0])
     rows = ts.tail(N_REQUESTS).reset_index(drop=True)
 

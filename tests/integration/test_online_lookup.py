@@ -28,7 +28,7 @@ def served(trained_taxi, tmp_path_factory):
     """A lookup-enabled server on the fixture's Feast repo (materialized by features_job)."""
     home = trained_taxi.own_home(tmp_path_factory, "online")
     out = trained_taxi.run
-    version = reg.register(trained_taxi.spec, out["run_id"], out["model_uri"], {})
+    version = reg.register(trained_taxi.spec, out.run_id, out.model_uri, {})
     reg.client().set_registered_model_alias("taxi-classifier", "champion", version)
     # The original workspace's repo: the copy's feature_store.yaml still names its paths.
     repo = Workspace.for_usecase(trained_taxi.home, "taxi").feast
@@ -195,7 +195,7 @@ def test_credit_is_scored_from_the_client_id_alone(tmp_path_factory):
     spec, run, ts = trained.spec, trained.run, trained.training_set
     ws = Workspace.for_usecase(home, "credit")
     use_workspace(home, "credit")
-    version = reg.register(spec, run["run_id"], run["model_uri"], {})
+    version = reg.register(spec, run.run_id, run.model_uri, {})
     reg.client().set_registered_model_alias("credit-classifier", "champion", version)
     p = ls.model_server(
         "server",

@@ -310,7 +310,7 @@ def test_the_receiver_logs_what_the_model_server_logs(trained_taxi, tmp_path_fac
 
     home = trained_taxi.own_home(tmp_path_factory, "payload")
     run = trained_taxi.run
-    version = reg.register(trained_taxi.spec, run["run_id"], run["model_uri"], {})
+    version = reg.register(trained_taxi.spec, run.run_id, run.model_uri, {})
     reg.client().set_registered_model_alias("taxi-classifier", "champion", version)
     server = ls.model_server(
         "server",
@@ -323,7 +323,7 @@ def test_the_receiver_logs_what_the_model_server_logs(trained_taxi, tmp_path_fac
     receiver = Receiver(tmp_path / "{model}", tmp_path)
     try:
         ls.wait_ready(server, ls.READY["model"])
-        example = mlflow.pyfunc.load_model(run["model_uri"]).input_example
+        example = mlflow.pyfunc.load_model(run.model_uri).input_example
         names = list(json.loads(example.to_json(orient="records"))[0])
         frame = pd.read_parquet(trained_taxi.training_set).tail(12)
         rows = json.loads(frame[names].to_json(orient="records"))

@@ -23,25 +23,25 @@ def trained(trained_taxi, tmp_path_factory):
 def _register(spec, out, quality):
     return reg.register(
         spec,
-        out["run_id"],
-        out["model_uri"],
+        out.run_id,
+        out.model_uri,
         {"family": "logistic", "selection_quality": str(quality), "fairness_passed": "true"},
     )
 
 
 def test_version_carries_lineage(trained):
     spec, _, out = trained
-    v = _register(spec, out, out["auc_recent"])
+    v = _register(spec, out, out.auc_recent)
     tags = reg.version_tags(spec, v)
     assert tags["spec_hash"] == spec.spec_hash()
     assert len(tags["data_batches"].split(",")[0]) == 64  # sha256 of the training batch
-    assert tags["git_commit"] and tags["run_id"] == out["run_id"]
+    assert tags["git_commit"] and tags["run_id"] == out.run_id
     assert float(tags["metric.auc_overall"]) > 0.8
 
 
 def test_failed_battery_blocks_challenger(trained):
     spec, _, out = trained
-    v = _register(spec, out, out["auc_recent"])
+    v = _register(spec, out, out.auc_recent)
     with pytest.raises(reg.PromotionRefused, match="has not run"):
         set_challenger(spec, v, champion_challenger(spec, v))
     reg.record_battery(spec, v, {"unit": (True, ""), "load": (False, "p99 31 ms > 10 ms")})
@@ -52,7 +52,7 @@ def test_failed_battery_blocks_challenger(trained):
 
 def test_challenger_must_beat_champion_by_margin(trained):
     spec, _, out = trained
-    q = out["auc_recent"]
+    q = out.auc_recent
     champ = _register(spec, out, q)
     reg.record_battery(spec, champ, {"unit": (True, "")})
     reg.client().set_registered_model_alias(f"{spec.name}-classifier", reg.CHAMPION, champ)
@@ -72,7 +72,7 @@ def test_challenger_must_beat_champion_by_margin(trained):
 
 def test_artifact_loads_and_predicts_from_registry(trained):
     spec, _, out = trained
-    v = _register(spec, out, out["auc_recent"])
+    v = _register(spec, out, out.auc_recent)
     model = mlflow.pyfunc.load_model(f"models:/{spec.name}-classifier/{v}")
     example = model.input_example
     pred = model.predict(example)
@@ -88,9 +88,9 @@ def test_package_verify_rebuilds_env_with_identical_predictions(trained, tmp_pat
     from mlplatform.packaging.verify import verify
 
     spec, _, out = trained
-    model = mlflow.pyfunc.load_model(out["model_uri"])
+    model = mlflow.pyfunc.load_model(out.model_uri)
     sample = model.input_example
-    result = verify(out["model_uri"], sample, tmp_path / "verify")
+    result = verify(out.model_uri, sample, tmp_path / "verify")
     assert result.passed and result.max_abs_diff == 0.0
     assert str(tmp_path) in result.python  # predictions came from the rebuilt interpreter
 
@@ -101,7 +101,7 @@ def test_batch_scoring_keeps_versions_and_matches_pyfunc(trained, tmp_path):
     from mlplatform.jobs.scoring import score_file
 
     spec, home, out = trained
-    model = mlflow.pyfunc.load_model(out["model_uri"])
+    model = mlflow.pyfunc.load_model(out.model_uri)
     source = home / "training_set.parquet"
     result = score_file(
         model,

@@ -102,11 +102,11 @@ def test_registry_lifecycle_on_postgres(postgres_uri, taxi, tmp_path, monkeypatc
     out = train_candidate("taxi", "logistic", ts, home)
     version = reg.register(
         taxi,
-        out["run_id"],
-        out["model_uri"],
+        out.run_id,
+        out.model_uri,
         {
             "family": "logistic",
-            "selection_quality": str(out["auc_recent"]),
+            "selection_quality": str(out.auc_recent),
             "fairness_passed": "true",
         },
     )

@@ -44,13 +44,13 @@ def server(trained_taxi, tmp_path_factory):
     shutil.copytree(trained_taxi.home, home)  # a registry of its own, the same trained run
     use_workspace(home, MODEL)
     run = trained_taxi.run
-    version = reg.register(trained_taxi.spec, run["run_id"], run["model_uri"], {"family": "x"})
+    version = reg.register(trained_taxi.spec, run.run_id, run.model_uri, {"family": "x"})
     p = ls.model_server(
         "server", MODEL, f"models:/taxi-classifier/{version}", tracking_uri(home), home
     )
     try:
         ls.wait_ready(p, ls.READY["model"])
-        yield p.url, p.proc, run["model_uri"]
+        yield p.url, p.proc, run.model_uri
     finally:
         ls.stop(p)
 

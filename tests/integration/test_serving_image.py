@@ -85,7 +85,7 @@ def _wait_ready(engine, name, base, timeout=180):
 
 def test_the_serving_image_serves_a_mounted_artifact(serving_image, trained_taxi, tmp_path):
     engine, image = serving_image
-    folder = mlflow.artifacts.download_artifacts(trained_taxi.run["model_uri"],
+    folder = mlflow.artifacts.download_artifacts(trained_taxi.run.model_uri,
                                                  dst_path=str(tmp_path / "model"))
     local = mlflow.pyfunc.load_model(folder)
     rows = json.loads(local.input_example.to_json(orient="records"))

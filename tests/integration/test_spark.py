@@ -39,7 +39,7 @@ def trained_credit(tmp_path_factory) -> TrainedWorkspace:
 
 def _local_and_spark(tw: TrainedWorkspace, spark, source: Path, out: Path):
     use_workspace(tw.home, tw.spec.name)
-    uri = tw.run["model_uri"]
+    uri = tw.run.model_uri
     model = mlflow.pyfunc.load_model(uri)
     local = score_file(model, "m/1", source, out / "local.parquet", LOCAL_CHUNK, progress=False)
     res = score_file_spark(spark, uri, "m/1", source, out / "spark", model=model)
@@ -84,7 +84,7 @@ def test_bad_rows_are_reported_not_a_crashed_job(trained_taxi, spark, tmp_path) 
     bad = tmp_path / "bad.csv"
     text.to_csv(bad, index=False)
     use_workspace(trained_taxi.home, "taxi")
-    res = score_file_spark(spark, trained_taxi.run["model_uri"], "m/1", bad, tmp_path / "out")
+    res = score_file_spark(spark, trained_taxi.run.model_uri, "m/1", bad, tmp_path / "out")
     assert (res.rows, res.rejected) == (298, 2)
     rejected = pd.read_parquet(res.rejected_output)
     reasons = rejected[ERROR].tolist()
@@ -93,7 +93,7 @@ def test_bad_rows_are_reported_not_a_crashed_job(trained_taxi, spark, tmp_path) 
     # The other rows are scored as local scoring scores the file without the two bad ones.
     good = tmp_path / "good.csv"
     frame.drop(index=[5, 7]).to_csv(good, index=False)
-    model = mlflow.pyfunc.load_model(trained_taxi.run["model_uri"])
+    model = mlflow.pyfunc.load_model(trained_taxi.run.model_uri)
     local = score_file(model, "m/1", good, tmp_path / "good.parquet", LOCAL_CHUNK, progress=False)
     np.testing.assert_allclose(
         pd.read_parquet(res.output)["probability"],
@@ -107,7 +107,7 @@ def scoring_check_contract(tw: TrainedWorkspace):
     from mlplatform.packaging.contract import Contract
 
     use_workspace(tw.home, tw.spec.name)
-    return Contract.of_model(mlflow.pyfunc.load_model(tw.run["model_uri"]))
+    return Contract.of_model(mlflow.pyfunc.load_model(tw.run.model_uri))
 
 
 def test_aggregates_on_spark_equal_the_pandas_build(trained_taxi, spark) -> None:
@@ -226,8 +226,8 @@ def test_cli_scores_a_registered_version_on_the_cluster(
     if active is not None:
         active.stop()
     home = trained_taxi.own_home(tmp_path_factory, "spark-cli")
-    version = reg.register(trained_taxi.spec, trained_taxi.run["run_id"],
-                           trained_taxi.run["model_uri"], {})
+    version = reg.register(trained_taxi.spec, trained_taxi.run.run_id,
+                           trained_taxi.run.model_uri, {})
     out = tmp_path / "scored"
     r = subprocess.run(
         [sys.executable, "-m", "mlplatform.cli", "score", str(trained_taxi.training_set),

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.governance.reproduction import DEFAULT_TOLERANCE, Reproduction
+from mlplatform.packaging.latency import ServingCost
 from mlplatform.spec import UseCase, load_usecase
 from mlplatform.training.run import held_out_predictions as _predictions
 from mlplatform.training.run import label_values, lineage_tags, prediction_frame
@@ -45,13 +46,38 @@ def selection_quality(result, spec: UseCase) -> float:
     return float(value)
 
 
+@dataclass(frozen=True)
+class TrainedCandidate:
+    """One trained candidate: its MLflow run, the packaged pyfunc's URI, and the metrics logged
+    to that run, all measured through the packaged pyfunc."""
+
+    run_id: str
+    model_uri: str  # the packaged pyfunc (runs:/<run_id>/...)
+    auc_overall: float  # on the held-out test rows
+    auc_recent: float | None  # on the test rows' recent slice; None when it lacks a class
+    serving: ServingCost  # single-row p50/p99, batch rows/s, artifact size
+
+    def metrics(self) -> dict[str, float]:
+        """The metrics as logged to the run: auc_overall, auc_recent (only when defined) and
+        serving_*."""
+        out = {"auc_overall": self.auc_overall}
+        if self.auc_recent is not None:
+            out["auc_recent"] = self.auc_recent
+        return {**out, **self.serving.as_metrics()}
+
+    def to_dict(self) -> dict:
+        """run_id, model_uri and the run's metrics under their MLflow names (flat)."""
+        return {"run_id": self.run_id, "model_uri": self.model_uri, **self.metrics()}
+
+
 def train_candidate(
     usecase: str, family: str, training_set: Path, home: Path, params: dict | None = None
-) -> dict:
+) -> TrainedCandidate:
     """Fit one candidate family on the training set, package it as an MLflow pyfunc and log the
     run (params, lineage tags, held-out predictions, AUC, serving cost); returns the run id,
-    the model URI and those metrics. The numbers are measured through the packaged pyfunc:
-    those of the artifact that would be deployed, not of the in-memory object that built it.
+    the model URI and those metrics as a TrainedCandidate. The numbers are measured through the
+    packaged pyfunc: those of the artifact that would be deployed, not of the in-memory object
+    that built it.
 
     `params` override the family's defaults (e.g. `{"epochs": 3}` for a quick Keras run);
     they are logged with the run like the defaults."""
@@ -125,18 +151,20 @@ def train_candidate(
             local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
             cost = measure(model, inputs, local)
         y = label_values(splits.test, spec)
-        metrics = {"auc_overall": float(roc_auc_score(y, preds["probability"]))}
+        auc_recent = None
         recent = preds[preds["recent_period"] == "recent"] if "recent_period" in preds else None
         if recent is not None and recent[spec.label].nunique() == 2:
-            metrics["auc_recent"] = float(roc_auc_score(recent[spec.label], recent["probability"]))
-        mlflow.log_metrics({**metrics, **cost.as_metrics()})
-        log.info("%s: %s, %s", family, metrics, cost)
-        return {
-            "run_id": run.info.run_id,
-            "model_uri": info.model_uri,
-            **metrics,
-            **cost.as_metrics(),
-        }
+            auc_recent = float(roc_auc_score(recent[spec.label], recent["probability"]))
+        trained = TrainedCandidate(
+            run_id=run.info.run_id,
+            model_uri=info.model_uri,
+            auc_overall=float(roc_auc_score(y, preds["probability"])),
+            auc_recent=auc_recent,
+            serving=cost,
+        )
+        mlflow.log_metrics(trained.metrics())
+        log.info("%s: %s", family, trained.metrics())
+        return trained
 
 
 @dataclass(frozen=True)
@@ -459,10 +487,10 @@ def reproduce_job(
     c = MlflowClient()
     original = c.get_run(tags["run_id"])
     out = train_candidate(spec.name, tags["family"], Path(tags["training_set"]), home)
-    c.set_tag(out["run_id"], "reproduction_of", tags["run_id"])
-    c.set_tag(out["run_id"], "reproduces_version", f"{registered_model_name(spec.name)}/{version}")
-    again = c.get_run(out["run_id"])
+    c.set_tag(out.run_id, "reproduction_of", tags["run_id"])
+    c.set_tag(out.run_id, "reproduces_version", f"{registered_model_name(spec.name)}/{version}")
+    again = c.get_run(out.run_id)
     checks, diffs = compare(
         original.data.metrics, again.data.metrics, original.data.params, again.data.params
     )
-    return Reproduction(str(version), out["run_id"], tolerance, checks, diffs, notes)
+    return Reproduction(str(version), out.run_id, tolerance, checks, diffs, notes)

@@ -82,7 +82,7 @@ def retrain_candidate_job(
     if not retrain or family not in parse_families(families):
         return ""
     run = train_candidate(usecase, family, Path(training_set), Path(home))
-    return evaluate_job(usecase, run["run_id"], Path(home)).run_id
+    return evaluate_job(usecase, run.run_id, Path(home)).run_id
 
 
 def retrain_register_job(

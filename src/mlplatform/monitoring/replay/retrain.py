@@ -38,12 +38,12 @@ def retrain(usecase: str, home: Path, family: str = "logistic") -> RetrainOutcom
     ts = folder / f"training_set-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**6}.parquet"
     build = features_job(usecase, home, ts)
     run = train_candidate(usecase, family, ts, home)
-    evaluate_job(usecase, run["run_id"], home)
-    out = register_job(usecase, run["run_id"], run["model_uri"], ts, home)
+    evaluate_job(usecase, run.run_id, home)
+    out = register_job(usecase, run.run_id, run.model_uri, ts, home)
     return RetrainOutcome(
         version=out.version,
-        run_id=run["run_id"],
-        model_uri=run["model_uri"],
+        run_id=run.run_id,
+        model_uri=run.model_uri,
         challenger=out.alias is not None,
         gate=out.gate,
         training_set=ts,
