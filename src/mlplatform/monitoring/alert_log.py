@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from mlplatform.monitoring.json_handler import JsonHandler
+
 log = logging.getLogger("mlplatform.alert_log")
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
@@ -107,9 +109,9 @@ def _entry(alert: dict, receiver: str | None) -> tuple[dict, dict]:
 def make_handler(sink: AlertLog) -> type[BaseHTTPRequestHandler]:
     """The request handler class bound to one alert log."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "mlplatform-alert-log"
-        protocol_version = "HTTP/1.1"
+        request_log = log
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             try:
@@ -127,17 +129,6 @@ def make_handler(sink: AlertLog) -> type[BaseHTTPRequestHandler]:
                 self._json(200, {"status": "ok", "written": sink.written})
             else:
                 self._json(404, {"error": f"GET {self.path}: POST notifications, GET /healthz"})
-
-        def _json(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, fmt: str, *args) -> None:
-            log.debug(fmt, *args)
 
     return Handler
 

@@ -41,6 +41,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from mlplatform.monitoring.json_handler import JsonHandler
 from mlplatform.monitoring.requestlog import RequestLog, RequestLogConfig
 
 log = logging.getLogger("mlplatform.payload_logger")
@@ -442,9 +443,9 @@ class PayloadJoiner:
 def make_handler(joiner: PayloadJoiner) -> type[BaseHTTPRequestHandler]:
     """The request handler class bound to one joiner."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "mlplatform-payload-logger"
-        protocol_version = "HTTP/1.1"  # keep-alive: KServe's agent reuses its connections
+        request_log = log
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             try:
@@ -472,19 +473,6 @@ def make_handler(joiner: PayloadJoiner) -> type[BaseHTTPRequestHandler]:
                 self._send(200, joiner.metrics().encode(), "text/plain; version=0.0.4")
             else:
                 self._json(404, {"error": f"GET {self.path}: try /healthz or /metrics"})
-
-        def _json(self, status: int, body: dict) -> None:
-            self._send(status, json.dumps(body).encode(), "application/json")
-
-        def _send(self, status: int, data: bytes, ctype: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, fmt: str, *args) -> None:  # one line per event is too chatty
-            log.debug(fmt, *args)
 
     return Handler
 

@@ -45,6 +45,7 @@ from mlplatform.release.router import (
     LATENCY_BUCKETS,
     METHODS,
     fetch,
+    relay,
     upstream_request,
     upstream_session,
 )
@@ -138,9 +139,7 @@ class FaultProxy:
             content = resp.content
             if inference and resp.status_code == 200:
                 content = self._score(match.group(1), content)
-            out = Response(content, status_code=resp.status_code)
-            length = [h for h in out.raw_headers if h[0] == b"content-length"]  # of `content`
-            out.raw_headers = resp.headers + length
+            out = relay(resp, content)
         if inference:
             model = match.group(1)
             labels = (model, self.versions.get(model, "unknown"))

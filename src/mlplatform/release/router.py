@@ -134,6 +134,17 @@ async def fetch(
         return Answer(r.status, kept, content)
 
 
+def relay(
+    answer: Answer, content: bytes | None = None, extra: list[tuple[bytes, bytes]] | None = None
+) -> Response:
+    """The response that passes an upstream's answer on: its status and kept headers, the body
+    (`content` when the proxy rewrote it) with its own Content-Length, then `extra` headers."""
+    out = Response(answer.content if content is None else content, status_code=answer.status_code)
+    length = [h for h in out.raw_headers if h[0] == b"content-length"]  # of the body sent
+    out.raw_headers = answer.headers + length + (extra or [])
+    return out
+
+
 def upstream_request(base: str, request: Request) -> tuple[str, list[tuple[str, str]]]:
     """The URL at `base` and the headers to forward `request` with (hop-by-hop ones dropped)."""
     url = base + request.url.path
@@ -272,10 +283,7 @@ class Router:
             resp = await self._send("champion", request, body)  # e.g. a stale pooled socket
         if resp is None:
             return JSONResponse({"error": "the champion upstream is unreachable"}, 502)
-        out = Response(resp.content, status_code=resp.status_code)
-        length = [h for h in out.raw_headers if h[0] == b"content-length"]
-        out.raw_headers = resp.headers + length + [(b"x-mlplatform-upstream", target.encode())]
-        return out
+        return relay(resp, extra=[(b"x-mlplatform-upstream", target.encode())])
 
     async def _send(
         self, upstream: str, request: Request, body: bytes, shadow: bool = False
