@@ -29,11 +29,13 @@ def _run(repo_root, home, *extra):
 def _winner_predictions(home) -> tuple[dict, pd.DataFrame]:
     import mlflow
 
-    from mlplatform.tracking import tracking_uri
+    from mlplatform.tracking import use_workspace
     from mlplatform.training.run import held_out_predictions
 
     reg = json.loads((home / "credit" / "reports" / "registration.json").read_text())
-    mlflow.set_tracking_uri(tracking_uri(home))
+    # Tracking and registry both: a registry URI an earlier test set in this process would
+    # otherwise answer for this home's versions.
+    use_workspace(home, "credit")
     client = mlflow.MlflowClient()
     run_id = client.get_model_version("credit-classifier", reg["version"]).run_id
     return reg, held_out_predictions(run_id)
