@@ -59,11 +59,6 @@ def task_names(pipeline: str = "training") -> dict[str, str]:
     return {key: task["taskInfo"]["name"] for key, task in spec["root"]["dag"]["tasks"].items()}
 
 
-def training_task_names() -> dict[str, str]:
-    """The training pipeline's `task_names`."""
-    return task_names("training")
-
-
 def _in_subprocesses(pipeline_root: Path) -> None:
     """kfp.local with every task a subprocess of this (locked) interpreter."""
     # Components run as `python -m kfp.dsl.executor_main` under this interpreter; its bin dir

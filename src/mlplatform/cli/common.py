@@ -21,6 +21,15 @@ HomeOpt = Annotated[
         "Default: $MLPLATFORM_HOME or ./.mlplatform",
     ),
 ]
+MasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--master",
+        envvar="SPARK_MASTER",
+        help="Spark master URL for --engine spark, e.g. spark://127.0.0.1:7077 "
+        "(`make spark-up` starts one and prints it).",
+    ),
+]
 
 
 EXIT_REJECTED = 3  # a batch was quarantined: the pipeline must stop

@@ -14,6 +14,7 @@ from mlplatform.cli.common import (
     EXIT_REJECTED,
     CommandGroup,
     HomeOpt,
+    MasterOpt,
     UsecaseOpt,
     fail,
     home_of,
@@ -348,15 +349,7 @@ def features_build(
             "as with local.",
         ),
     ] = "local",
-    master: Annotated[
-        str | None,
-        typer.Option(
-            "--master",
-            envvar="SPARK_MASTER",
-            help="Spark master URL for --engine spark, e.g. spark://127.0.0.1:7077 "
-            "(`make spark-up` starts one and prints it).",
-        ),
-    ] = None,
+    master: MasterOpt = None,
 ) -> None:
     """Rebuild Feast tables from accepted batches, apply definitions, materialize online.
 

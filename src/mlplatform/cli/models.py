@@ -12,6 +12,7 @@ from mlplatform.cli.common import (
     EXIT_REJECTED,
     CommandGroup,
     HomeOpt,
+    MasterOpt,
     UsecaseOpt,
     fail,
     home_of,
@@ -170,15 +171,7 @@ def score(
             "mlflow.pyfunc.spark_udf; rows the contract refuses go to OUTPUT.rejected/.",
         ),
     ] = "local",
-    master: Annotated[
-        str | None,
-        typer.Option(
-            "--master",
-            envvar="SPARK_MASTER",
-            help="Spark master URL for --engine spark, e.g. spark://127.0.0.1:7077 "
-            "(`make spark-up` starts one and prints it).",
-        ),
-    ] = None,
+    master: MasterOpt = None,
     allow_rejected: Annotated[
         bool,
         typer.Option(

@@ -200,7 +200,7 @@ def once_cmd(
         from pipelines.local import run_monitoring, task_names
     except ImportError as exc:
         fail(f"the pipelines package is not importable ({exc}); run from the repository root")
-    from mlplatform.cli.run_view import log_tail, output_to, task_lines
+    from mlplatform.cli.run_view import log_tail, run_shown
     from mlplatform.jobs.progress import monitoring_results
 
     typer.echo(f"running pipeline mlplatform-monitoring for {spec.name} on {log_dir}")
@@ -216,16 +216,10 @@ def once_cmd(
         )
 
     try:
-        if verbose:
-            pipeline()
-        else:
-            typer.echo(f"task logs: {log_path}")
-            results = monitoring_results(spec, h, started)
-            with (
-                task_lines(task_names("monitoring"), results) as progress,
-                output_to(log_path, progress.feed),
-            ):
-                pipeline()
+        run_shown(
+            pipeline, task_names("monitoring"), monitoring_results(spec, h, started), log_path,
+            verbose,
+        )
     except Exception as exc:  # noqa: BLE001 - kfp raises RuntimeError with the task's name
         tail = "" if verbose else f"\nthe log's end ({log_path}):\n{log_tail(log_path)}"
         fail(

@@ -58,7 +58,7 @@ def run(
 ) -> None:
     """Run the training pipeline locally with kfp.local: one line per task with its key result,
     the full task logs in a file under the home, then where everything went."""
-    from mlplatform.cli.run_view import log_tail, output_to, task_lines
+    from mlplatform.cli.run_view import log_tail, run_shown
     from mlplatform.jobs.data import source_path
     from mlplatform.jobs.progress import training_results
     from mlplatform.jobs.run_report import where_everything_went, why_it_stopped
@@ -81,7 +81,7 @@ def run(
     root = Workspace.locate(home_dir, s.name).pipeline_runs
     typer.echo(f"running pipeline mlplatform-training for {s.name} on {src}")
     try:
-        from pipelines.local import run_training, training_task_names
+        from pipelines.local import run_training, task_names
     except ImportError as exc:
         _fail(f"the pipelines package is not importable ({exc}); run from the repository root")
     started = time.time()
@@ -99,16 +99,10 @@ def run(
             run_training(s.name, str(src), home_dir, root)
 
     try:
-        if verbose:
-            pipeline()
-        else:
-            typer.echo(f"task logs: {log_path}")
-            results = training_results(s, home_dir, started)
-            with (
-                task_lines(training_task_names(), results) as progress,
-                output_to(log_path, progress.feed),
-            ):
-                pipeline()
+        run_shown(
+            pipeline, task_names("training"), training_results(s, home_dir, started), log_path,
+            verbose,
+        )
     except Exception as exc:  # noqa: BLE001 - kfp raises RuntimeError; the engine its own
         why = why_it_stopped(s, home_dir, started)
         tail = ""

@@ -68,6 +68,23 @@ def task_lines(
         yield progress
 
 
+def run_shown(
+    pipeline: Callable[[], None],
+    display_names: dict[str, str],
+    result_of: Callable[[str], str],
+    log_path: Path,
+    verbose: bool,
+) -> None:
+    """Run `pipeline`: with `verbose` its output streams as it is; otherwise one line per task
+    with its result, and everything it prints goes to `log_path` (named first)."""
+    if verbose:
+        pipeline()
+        return
+    print(f"task logs: {log_path}", flush=True)
+    with task_lines(display_names, result_of) as progress, output_to(log_path, progress.feed):
+        pipeline()
+
+
 @contextlib.contextmanager
 def rows_progress(what: str) -> Iterator[Callable[[int, int], None]]:
     """A `progress(done, total)` callback drawn as a bar with rate and time left on a
