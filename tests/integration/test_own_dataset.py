@@ -15,52 +15,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from mlplatform.data.catalogue import BatchStatus, Catalogue
 
+from .exports import breast_cancer_csv, project_cli, wine_csv
+
 pytestmark = pytest.mark.integration
-
-
-def _cli(repo_root: Path, project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLPLATFORM_PROJECT": str(project)}
-    return subprocess.run(
-        [sys.executable, "-m", "mlplatform.cli", *args],
-        capture_output=True, text=True, cwd=repo_root, env=env, timeout=1200,
-    )
-
-
-def _breast_cancer_csv(path: Path) -> pd.DataFrame:
-    from sklearn.datasets import load_breast_cancer
-
-    df = load_breast_cancer(as_frame=True).frame  # headers like "mean radius"
-    rng = np.random.default_rng(7)
-    df.insert(0, "Patient ID", [f"P-{i:04d}" for i in rng.permutation(len(df))])
-    df.insert(1, "clinic site", rng.choice(["North-1", "South 2", "east.3"], len(df)))
-    df["diagnosis"] = df.pop("target").map({0: "malignant", 1: "benign"})
-    df.to_csv(path, index=False)
-    return df
-
-
-def _wine_csv(path: Path, labels: str) -> pd.DataFrame:
-    from sklearn.datasets import load_wine
-
-    df = load_wine(as_frame=True).frame.rename(
-        columns={
-            "alcohol": "Alcohol %",
-            "malic_acid": "malic-acid",
-            "od280/od315_of_diluted_wines": "od280/od315 of diluted wines",
-            "proline": "1st.proline",
-        }
-    )
-    target = df.pop("target")
-    df["cultivar"] = (target == 0).astype(int) if labels == "01" else target.map(
-        {0: "barolo", 1: "grignolino", 2: "barbera"}
-    )
-    df.to_csv(path, index=False)
-    return df
 
 
 def _registration(home: Path, name: str) -> dict:
@@ -85,11 +47,11 @@ def cancer(tmp_path_factory, repo_root) -> OwnProject:
     project, home = tmp / "project", tmp / "home"
     csv = tmp / "export" / "breast cancer.csv"
     csv.parent.mkdir()
-    df = _breast_cancer_csv(csv)
-    init = _cli(repo_root, project, "init", "cancer", "--from", str(csv), "--label", "diagnosis",
-                "--positive", "malignant")
+    df = breast_cancer_csv(csv)
+    init = project_cli(repo_root, project, "init", "cancer", "--from", str(csv),
+                       "--label", "diagnosis", "--positive", "malignant")
     assert init.returncode == 0, init.stderr[-2000:]
-    run = _cli(repo_root, project, "run", "-u", "cancer", "--home", str(home))
+    run = project_cli(repo_root, project, "run", "-u", "cancer", "--home", str(home))
     return OwnProject(project, home, df, init.stdout, run)
 
 
@@ -152,10 +114,10 @@ def monitored(cancer, repo_root):
     assert cancer.run.returncode == 0, cancer.run.stderr[-2000:]
     home = str(cancer.home)
     for role, user in (("tech-lead", "lee"), ("business-owner", "bo")):
-        out = _cli(repo_root, cancer.project, "approve", "cancer", "1", "--role", role,
+        out = project_cli(repo_root, cancer.project, "approve", "cancer", "1", "--role", role,
                    "--user", user, "--home", home)
         assert out.returncode == 0, out.stdout[-1000:] + out.stderr[-2000:]
-    out = _cli(repo_root, cancer.project, "promote", "cancer", "1", "--user", "lee",
+    out = project_cli(repo_root, cancer.project, "promote", "cancer", "1", "--user", "lee",
                "--reason", "first model", "--home", home)
     assert out.returncode == 0, out.stdout[-1000:] + out.stderr[-2000:]
     log_dir = Workspace.locate(cancer.home, "cancer").requests
@@ -194,7 +156,7 @@ def _serve(url: str, rows: pd.DataFrame, prefix: str, log_dir: Path, size: int =
 
 
 def _monitor_once(repo_root: Path, own: OwnProject, *args: str) -> subprocess.CompletedProcess:
-    return _cli(repo_root, own.project, "monitor", "once", "-u", "cancer", "--home",
+    return project_cli(repo_root, own.project, "monitor", "once", "-u", "cancer", "--home",
                 str(own.home), "--families", "logistic", "--min-rows", "200", *args)
 
 
@@ -255,7 +217,6 @@ def test_a_monitoring_run_killed_mid_retraining_is_finished_by_the_next_run(
     the whole process group, as a node loss would) while the candidate trains. The next run
     judges no row twice, asks for the same retraining again, finishes it and closes the
     trigger exactly once with the gate's outcome."""
-    import os
     import signal
 
     from mlplatform.monitoring.triggers import TriggerLog, trigger_log_path
@@ -269,7 +230,7 @@ def test_a_monitoring_run_killed_mid_retraining_is_finished_by_the_next_run(
         json.dumps({"request_id": rid, "row": row, "label": label}) + "\n"
         for (rid, row), label in zip(keys, words, strict=True)
     ))
-    sent = _cli(repo_root, cancer.project, "monitor", "labels", str(labels), "-u", "cancer",
+    sent = project_cli(repo_root, cancer.project, "monitor", "labels", str(labels), "-u", "cancer",
                 "--home", str(cancer.home))
     assert sent.returncode == 0, sent.stderr[-2000:]
     state_file = state_path(cancer.home, "cancer")
@@ -299,7 +260,7 @@ def test_a_monitoring_run_killed_mid_retraining_is_finished_by_the_next_run(
               if r.get("reason") == "labels"]
     assert closed == []
 
-    rerun = _cli(repo_root, cancer.project, *args[3:])
+    rerun = project_cli(repo_root, cancer.project, *args[3:])
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "0 rows, retrain yes" in rerun.stdout and "has not finished" in rerun.stdout
     state = WatchState.load(state_file)
@@ -314,22 +275,22 @@ def test_a_failed_run_then_a_fixed_run_needs_no_clean_up(tmp_path, repo_root):
     stops at the gate naming the label; init again with --positive; the next run succeeds on
     the same file with nothing deleted by hand."""
     project, home = tmp_path / "project", tmp_path / "home"
-    _wine_csv(tmp_path / "wine01.csv", "01")
-    _wine_csv(tmp_path / "wine.csv", "words")
-    assert _cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine01.csv"),
+    wine_csv(tmp_path / "wine01.csv", "01")
+    wine_csv(tmp_path / "wine.csv", "words")
+    assert project_cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine01.csv"),
                 "--label", "cultivar").returncode == 0
-    failed = _cli(repo_root, project, "run", "-u", "wine", "--home", str(home),
+    failed = project_cli(repo_root, project, "run", "-u", "wine", "--home", str(home),
                   "--source", str(tmp_path / "wine.csv"))
     assert failed.returncode == 3, failed.stderr[-2000:]
     assert "cultivar" in failed.stderr and "quarantine show" in failed.stderr
 
-    refused = _cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine.csv"),
+    refused = project_cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine.csv"),
                    "--label", "cultivar", "--force")
     assert refused.returncode != 0 and "--positive" in refused.stderr
-    fixed = _cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine.csv"),
+    fixed = project_cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine.csv"),
                  "--label", "cultivar", "--positive", "barolo", "--force")
     assert fixed.returncode == 0, fixed.stderr
-    rerun = _cli(repo_root, project, "run", "-u", "wine", "--home", str(home),
+    rerun = project_cli(repo_root, project, "run", "-u", "wine", "--home", str(home),
                  "--source", str(tmp_path / "wine.csv"))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert _registration(home, "wine")["alias"] == "challenger"
@@ -343,8 +304,8 @@ def test_a_failed_run_then_a_fixed_run_needs_no_clean_up(tmp_path, repo_root):
 
 def test_run_builds_a_missing_schema_and_refuses_a_stale_one(tmp_path, repo_root):
     project, home = tmp_path / "project", tmp_path / "home"
-    _wine_csv(tmp_path / "wine.csv", "words")
-    assert _cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine.csv"),
+    wine_csv(tmp_path / "wine.csv", "words")
+    assert project_cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine.csv"),
                 "--label", "cultivar", "--positive", "barolo").returncode == 0
     schema = project / "schemas" / "wine.pbtxt"
     spec_file = project / "usecases" / "wine.yaml"
@@ -352,7 +313,7 @@ def test_run_builds_a_missing_schema_and_refuses_a_stale_one(tmp_path, repo_root
                                                        "max_duplicate_fraction: 0.0"))
     text = spec_file.read_text()
     spec_file.write_text(text.replace("name: ash, type: float", "name: ash, type: int", 1))
-    stale = _cli(repo_root, project, "run", "-u", "wine", "--home", str(home))
+    stale = project_cli(repo_root, project, "run", "-u", "wine", "--home", str(home))
     assert stale.returncode != 0 and "schema build -u wine --check" in stale.stderr
     assert not (home / "wine" / "catalogue.db").exists()  # refused before anything ran
     spec_file.write_text(text)
@@ -383,10 +344,10 @@ def test_the_shipped_tables_with_string_labels_through_init(
     df.to_csv(csv, index=False)
     project, home = tmp_path / "project", tmp_path / "home"
     own = f"{name}_words"
-    init = _cli(repo_root, project, "init", own, "--from", str(csv), "--label", label,
+    init = project_cli(repo_root, project, "init", own, "--from", str(csv), "--label", label,
                 "--positive", words[1])
     assert init.returncode == 0, init.stderr[-2000:]
-    run = _cli(repo_root, project, "run", "-u", own, "--home", str(home))
+    run = project_cli(repo_root, project, "run", "-u", own, "--home", str(home))
     assert run.returncode == 0, run.stderr[-3000:]
     reg = _registration(home, own)
     assert reg["alias"] == "challenger" and reg["battery_passed"], reg

@@ -26,6 +26,7 @@ from mlplatform.features.tables import (
     aggregate_table,
     batch_frame,
     rows_table,
+    write_table,
 )
 from mlplatform.spec import UseCase
 from mlplatform.workspace import Workspace
@@ -106,13 +107,13 @@ class FeatureRepo:
         rows = rows_table(frames, self.spec)
         written = {}
         name = rows_view_name(self.spec)
-        rows.to_parquet(table_path(self.data_dir, name), index=False)
+        write_table(rows, table_path(self.data_dir, name))
         written[name] = len(rows)
         full = pd.concat(frames, ignore_index=True) if self.spec.features.aggregates else None
         for agg in self.spec.features.aggregates:
             table = aggregate_table(full, agg)
             vname = f"{self.spec.name}_{agg.name}"
-            table.to_parquet(table_path(self.data_dir, vname), index=False)
+            write_table(table, table_path(self.data_dir, vname))
             written[vname] = len(table)
         return BuildResult(tuple(r.batch_id for r in usable), len(rows), written)
 

@@ -8,6 +8,7 @@ sees days that ended before the row's own event time: no leakage from the future
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +21,14 @@ from mlplatform.data.reading import read_batch
 from mlplatform.spec import Aggregate, UseCase
 
 EVENT_TS = "event_timestamp"
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """Write `table` to the Parquet file `path` whole or not at all: a build killed part-way
+    leaves the previous file for Feast to read, and the next build replaces it."""
+    partial = path.with_name(f".{path.name}.partial")
+    table.to_parquet(partial, index=False)
+    os.replace(partial, path)
 
 
 def entity_key_of(spec: UseCase) -> str:

@@ -31,11 +31,14 @@ import pyarrow.parquet as pq
 from mlplatform.data.catalogue import BatchRecord, Catalogue
 from mlplatform.features.definitions import rows_view_name, table_path
 from mlplatform.features.store import BuildResult, NoAcceptedData
-from mlplatform.features.tables import EVENT_TS, aggregate_column_names
+from mlplatform.features.tables import EVENT_TS, aggregate_column_names, write_table
+from mlplatform.spark.columns import col
 from mlplatform.spec import Aggregate, ColumnType, UseCase
 from mlplatform.workspace import Workspace
 
 DAY_SECONDS = 86_400
+# The executors' part files of a table, in the offline store's folder until copied into it.
+PARTS_PREFIX = ".spark-parts-"
 # Helper columns of `ordered_rows`: the batch's place among the usable ones (oldest first) and
 # a row id that grows with the row's place in its file (monotonically_increasing_id).
 BATCH_ORD = "__batch"
@@ -60,13 +63,13 @@ def batch_rows(spark, rec: BatchRecord, spec: UseCase):
         # Text first, cast per the spec: the types the gate validated, not Spark's guesses.
         raw = spark.read.option("header", True).option("inferSchema", False).csv(path)
     cols = [
-        F.col(c.name).cast(_SPARK_TYPE[c.type]).alias(c.name)
+        col(c.name).cast(_SPARK_TYPE[c.type]).alias(c.name)
         for c in spec.columns
         if c.name in raw.columns
     ]
     df = raw.select(*cols)
     if spec.event_time.column:
-        ts = F.timestamp_seconds(F.col(spec.event_time.column).cast("long"))
+        ts = F.timestamp_seconds(col(spec.event_time.column).cast("long"))
     else:
         # Exact microseconds (a float of seconds since 1970 cannot hold them all).
         at = datetime.fromisoformat(rec.ingested_at)
@@ -126,7 +129,7 @@ def ordered_rows(spark, spec: UseCase, ws: Workspace, usable: list[BatchRecord] 
         if spec.entity.derive == "row_number":
             df = _with_positions(df, rec, spec.entity.key)  # every row of the file counts
         df = df.withColumn(BATCH_ORD, F.lit(i))
-        df = df.withColumn("__h", F.xxhash64(*[F.col(c) for c in content if c in df.columns]))
+        df = df.withColumn("__h", F.xxhash64(*[col(c) for c in content if c in df.columns]))
         if seen is not None:
             df = df.join(seen, "__h", "left_anti")
         hashes = df.select("__h").distinct()
@@ -158,9 +161,9 @@ def rows_frame(rows, spec: UseCase):
     key = spec.entity.key
     cols = [key, EVENT_TS, *[c.name for c in spec.feature_columns]]
     if spec.entity.derive != "row_number":  # derived keys are unique by construction
-        last = Window.partitionBy(key).orderBy(F.desc(BATCH_ORD), F.desc(ROW_ID))
+        last = Window.partitionBy(col(key)).orderBy(F.desc(BATCH_ORD), F.desc(ROW_ID))
         rows = rows.withColumn("__last", F.row_number().over(last)).where(F.col("__last") == 1)
-    return rows.orderBy(BATCH_ORD, ROW_ID).select(*cols)
+    return rows.orderBy(BATCH_ORD, ROW_ID).select(*[col(c) for c in cols])
 
 
 def _pandas_schema(spec: UseCase) -> pa.Schema:
@@ -191,7 +194,7 @@ def write_single_parquet(frame, path: Path, schema: pa.Schema, tmp_dir: Path) ->
     """Write the Spark `frame` to the one Parquet file `path` in its row order: part files from
     the executors, copied one row group at a time (bounded driver memory), cast to `schema`.
     Replaces `path` only when complete. Returns the rows written."""
-    parts_dir = Path(tempfile.mkdtemp(prefix=".spark-parts-", dir=tmp_dir))
+    parts_dir = Path(tempfile.mkdtemp(prefix=PARTS_PREFIX, dir=tmp_dir))
     try:
         frame.write.mode("overwrite").parquet(str(parts_dir / "out"))
         parts = sorted((parts_dir / "out").glob("part-*.parquet"))
@@ -222,32 +225,32 @@ def aggregate_frame(rows, agg: Aggregate):
     # Whole days since the epoch, in UTC: the pandas build floors tz-aware UTC times.
     day = F.floor(F.col(EVENT_TS).cast("long") / DAY_SECONDS)
     daily = (
-        rows.where(F.col(g).isNotNull())
+        rows.where(col(g).isNotNull())
         .withColumn("__day", day)
-        .groupBy(g, "__day")
+        .groupBy(col(g), "__day")
         .agg(
             F.count(F.lit(1)).alias("__n"),
-            *[F.sum(m).alias(f"__s_{m}") for m in agg.mean_of],
-            *[F.count(m).alias(f"__c_{m}") for m in agg.mean_of],
+            *[F.sum(col(m)).alias(f"__s_{m}") for m in agg.mean_of],
+            *[F.count(col(m)).alias(f"__c_{m}") for m in agg.mean_of],
         )
     )
-    bounds = daily.groupBy(g).agg(
+    bounds = daily.groupBy(col(g)).agg(
         (F.min("__day") - 1).alias("__lo"), (F.max("__day") + agg.window_days).alias("__hi")
     )
-    dense = bounds.select(g, F.explode(F.sequence("__lo", "__hi")).alias("__day"))
+    dense = bounds.select(col(g), F.explode(F.sequence("__lo", "__hi")).alias("__day"))
     filled = dense.join(daily, [g, "__day"], "left").fillna(0)
     # The window covers the day itself and the window_days - 1 days before it, like
     # pandas' rolling("<window_days>D") over a daily index.
-    win = Window.partitionBy(g).orderBy("__day").rangeBetween(-(agg.window_days - 1), 0)
+    win = Window.partitionBy(col(g)).orderBy("__day").rangeBetween(-(agg.window_days - 1), 0)
     out = filled.select(
-        F.col(g),
+        col(g),
         # Available once the day has ended: stamped at the next midnight.
         F.timestamp_seconds((F.col("__day") + 1) * DAY_SECONDS).alias(EVENT_TS),
         F.sum("__n").over(win).cast("long").alias(names[0]),
         *[
             (
-                F.sum(f"__s_{m}").over(win)
-                / F.when(F.sum(f"__c_{m}").over(win) > 0, F.sum(f"__c_{m}").over(win))
+                F.sum(col(f"__s_{m}")).over(win)
+                / F.when(F.sum(col(f"__c_{m}")).over(win) > 0, F.sum(col(f"__c_{m}")).over(win))
             ).cast("double").alias(name)
             for m, name in zip(agg.mean_of, names[1:], strict=True)
         ],
@@ -260,7 +263,7 @@ def aggregate_table(rows, agg: Aggregate) -> pd.DataFrame:
     from pyspark.sql import functions as F
 
     names = aggregate_column_names(agg)
-    frame = aggregate_frame(rows, agg).orderBy(agg.group_by, EVENT_TS)
+    frame = aggregate_frame(rows, agg).orderBy(col(agg.group_by), EVENT_TS)
     # Epoch seconds across the wire: no session or Python time zone can shift them.
     df = frame.withColumn(EVENT_TS, F.col(EVENT_TS).cast("long")).toPandas()
     if df.empty:
@@ -290,6 +293,9 @@ def build_tables(
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     data_dir = ws.feast / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
+    for stale in data_dir.glob(f"{PARTS_PREFIX}*"):
+        # Part files of a build that was killed before its clean-up: as large as the source.
+        shutil.rmtree(stale, ignore_errors=True)
     written = {}
     try:
         view = rows_view_name(spec)
@@ -301,7 +307,7 @@ def build_tables(
             view = f"{spec.name}_{agg.name}"
             step(f"aggregate {view}: {agg.window_days}-day window per {agg.group_by}")
             table = aggregate_table(rows.drop(BATCH_ORD, ROW_ID), agg)
-            table.to_parquet(table_path(data_dir, view), index=False)
+            write_table(table, table_path(data_dir, view))
             written[view] = len(table)
     finally:
         rows.unpersist()

@@ -27,6 +27,7 @@ import pandas as pd
 from mlplatform.data.ingest import detect_format, file_sha256
 from mlplatform.packaging import scoring_check
 from mlplatform.packaging.contract import MAX_ABS_NUMBER, Contract
+from mlplatform.spark.columns import col
 
 ERROR = "row_error"
 RESULT_TYPE = "probability double, prediction long"
@@ -67,7 +68,6 @@ def _spark_type(dtype) -> str:
 def _read_csv(spark, source: Path):
     """The CSV as local scoring types it: every column read as text, then cast to the type
     pandas gives the file's first rows; returns (frame, {column: spark type})."""
-    from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
     with open(source, newline="") as fh:
@@ -81,7 +81,7 @@ def _read_csv(spark, source: Path):
         .schema(schema)
         .csv(str(source))
     )
-    return raw, types, {c: F.col(c) for c in header}
+    return raw, types
 
 
 def _typed_input(contract: Contract, raw, types: dict[str, str], from_text: bool):
@@ -92,7 +92,7 @@ def _typed_input(contract: Contract, raw, types: dict[str, str], from_text: bool
 
     typed, errors = {}, []
     for f in contract.fields:
-        c, t = F.col(f.name), types[f.name]
+        c, t = col(f.name), types[f.name]
         if f.kind == "double":
             if t == "boolean":
                 raise ValueError(
@@ -132,7 +132,7 @@ def _kept_column(name: str, t: str, from_text: bool, errors: list):
     it; a value that does not fit that type is the row's error, not a silent null."""
     from pyspark.sql import functions as F
 
-    c = F.col(name)
+    c = col(name)
     if not from_text or t == "string":
         return c
     x = c.cast(t)
@@ -177,7 +177,8 @@ def run_check_on_executors(spark, udf, model, contract: Contract) -> float | Non
     # One partition per core: every executor's Python runs the check, not just one.
     cores = max(int(spark.sparkContext.defaultParallelism), 1)
     df = spark.createDataFrame(records, schema).repartition(cores)
-    scored = df.select("_i", udf(F.struct(*contract.names)).probability.alias("p"))
+    inputs = F.struct(*[col(n) for n in contract.names])
+    scored = df.select("_i", udf(inputs).probability.alias("p"))
     got = sorted((r["_i"], r["p"]) for r in scored.collect())
     return scoring_check.enforce(check, np.array([p for _, p in got])).max_abs_diff
 
@@ -212,7 +213,7 @@ def score_file_spark(
 
     from_text = detect_format(source) != "parquet"
     if from_text:
-        raw, types, _ = _read_csv(spark, source)
+        raw, types = _read_csv(spark, source)
     else:
         raw = spark.read.parquet(str(source))
         types = {f.name: f.dataType.simpleString() for f in raw.schema.fields}
@@ -233,11 +234,11 @@ def score_file_spark(
         *[kept[c].alias(c) for c in raw.columns],
         *[typed[n].alias(f"__in_{n}") for n in contract.names],
         F.when(error == "", None).otherwise(error).alias(ERROR),
-        *[F.col(c).alias(f"__raw_{c}") for c in raw.columns],
+        *[col(c).alias(f"__raw_{c}") for c in raw.columns],
     )
-    inputs = F.struct(*[F.col(f"__in_{n}").alias(n) for n in contract.names])
+    inputs = F.struct(*[col(f"__in_{n}").alias(n) for n in contract.names])
     scored = checked.where(F.col(ERROR).isNull()).withColumn("__s", udf(inputs)).select(
-        *raw.columns,
+        *[col(c) for c in raw.columns],
         F.col("__s.probability").alias("probability"),
         F.col("__s.prediction").alias("prediction"),
         F.lit(model_version).alias("model_version"),
@@ -249,7 +250,7 @@ def score_file_spark(
     rej = rejected_path(output)
     rej_tmp = rej.with_name(rej.name + ".partial")
     bad = checked.where(F.col(ERROR).isNotNull()).select(
-        *[F.col(f"__raw_{c}").alias(c) for c in raw.columns], ERROR
+        *[col(f"__raw_{c}").alias(c) for c in raw.columns], ERROR
     )
     bad.coalesce(1).write.mode("overwrite").parquet(str(rej_tmp))
     for done, part in ((output, tmp), (rej, rej_tmp)):
