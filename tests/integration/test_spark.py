@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import mlflow
@@ -164,18 +167,27 @@ def test_cli_builds_the_same_offline_tables_on_the_cluster(spark_cluster, tmp_pa
     assert built.rows == 15_002 and len(built.batches) == 2  # the re-sent rows counted once
     env = {**os.environ,
            "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.files.maxPartitionBytes=262144 pyspark-shell"}
-    r = subprocess.run(
-        [sys.executable, "-m", "mlplatform.cli", "features", "build", "--usecase", "taxi",
-         "--home", str(tmp_path / "spark"), "--engine", "spark",
-         "--master", spark_cluster.master_url],
-        capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=900,
-    )
+    build = [sys.executable, "-m", "mlplatform.cli", "features", "build", "--usecase", "taxi",
+             "--home", str(tmp_path / "spark"), "--engine", "spark",
+             "--master", spark_cluster.master_url]
+    want_dir, got_dir = ws.feast / "data", tmp_path / "spark" / "taxi" / "feast" / "data"
+    got_dir.mkdir(parents=True, exist_ok=True)
+    for table in want_dir.glob("*.parquet"):  # as if the pandas build had run in this home
+        shutil.copy2(table, got_dir / table.name)
+    # A build killed (driver and JVM) while the executors write its part files leaves every
+    # table of the build before it whole; the same command run again needs no clean-up.
+    _killed_once_started(build, env, lambda: any(got_dir.glob(".spark-parts-*/out")))
+    for name in sorted(p.name for p in want_dir.glob("*.parquet")):
+        pd.testing.assert_frame_equal(pd.read_parquet(got_dir / name),
+                                      pd.read_parquet(want_dir / name))
+    r = subprocess.run(build, capture_output=True, text=True, cwd=REPO_ROOT, env=env,
+                       timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert not list(got_dir.glob(".*"))  # no part files or partial tables of the killed run
     assert f"on Spark at {spark_cluster.master_url}" in r.stderr  # progress, step by step
     assert "materializing the online store" in r.stderr
     summary = json.loads(r.stdout[r.stdout.index("{\n"):])  # after Feast's materialize lines
     assert summary["tables"] == built.tables and summary["rows"] == built.rows
-    want_dir, got_dir = ws.feast / "data", tmp_path / "spark" / "taxi" / "feast" / "data"
     files = sorted(p.name for p in want_dir.glob("*.parquet"))
     assert files == sorted(p.name for p in got_dir.glob("*.parquet")) and len(files) == 3
     for name in files:
@@ -183,6 +195,27 @@ def test_cli_builds_the_same_offline_tables_on_the_cluster(spark_cluster, tmp_pa
         # Row for row, dtypes too (Int64 stays Int64); sums in another order: means equal to
         # the last few bits, keys, times and counts exactly.
         pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
+
+
+def _killed_once_started(cmd: list[str], env: dict, started, timeout: float = 600) -> None:
+    """Run `cmd` in a session of its own and SIGKILL all of it (the CLI and its Spark driver
+    JVM) as soon as `started()` holds; fails if the command ended before that."""
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=log,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while not started() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"ended (exit {proc.returncode}) before it could be killed: "
+                            f"{log.read()[-3000:].decode(errors='replace')}")
+            assert started(), f"did not reach the point to kill it within {timeout:.0f}s"
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def test_cli_feature_build_on_an_unreachable_master_says_what_to_do(tmp_path) -> None:
@@ -256,3 +289,76 @@ def test_cli_scores_a_registered_version_on_the_cluster(
     r = subprocess.run([*args[:5], str(tmp_path / "ok-out"), *args[5:], "--allow-rejected"],
                        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
     assert r.returncode == 0 and "warning: 1 row(s) refused" in r.stderr, r.stderr[-3000:]
+
+
+@pytest.mark.slow  # ~3 min: a whole scoring, a killed one and its re-run, each its own driver
+def test_a_killed_spark_scoring_keeps_the_last_output_and_its_rerun_completes(
+    trained_taxi, spark_cluster, tmp_path_factory, tmp_path
+) -> None:
+    """`score --engine spark` SIGKILLed (the CLI and its driver JVM) while the executors write:
+    the output of the run before is still there and whole; the same command run again writes
+    the new output whole into the same place, the killed application's cores given back."""
+    from pyspark.sql import SparkSession
+
+    from mlplatform.registry import models as reg
+
+    active = SparkSession.getActiveSession()
+    if active is not None:  # the commands' own drivers need the cluster's two cores
+        active.stop()
+    home = trained_taxi.own_home(tmp_path_factory, "spark-killed")
+    version = reg.register(trained_taxi.spec, trained_taxi.run.run_id,
+                           trained_taxi.run.model_uri, {})
+    small = trained_taxi.training_set
+    big = tmp_path / "eight-times.parquet"
+    pd.concat([pd.read_parquet(small)] * 8, ignore_index=True).to_parquet(big)
+    out = tmp_path / "scored"
+
+    def score(source: Path) -> list[str]:
+        return [sys.executable, "-m", "mlplatform.cli", "score", str(source), str(out),
+                "--usecase", "taxi", "--home", str(home), "--version", version,
+                "--engine", "spark", "--master", spark_cluster.master_url]
+
+    r = subprocess.run(score(small), capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    before = pd.read_parquet(out)
+    partial = out.with_name(out.name + ".partial")
+    _killed_once_started(score(big), dict(os.environ), partial.exists)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), before)  # the last output, whole
+    r = subprocess.run(score(big), capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    after = pd.read_parquet(out)
+    assert len(after) == 8 * len(before) and not partial.exists()
+    assert set(after["data_version"]) != set(before["data_version"])  # another input's hash
+    pd.testing.assert_frame_equal(after.head(len(before)).drop(columns="data_version"),
+                                  before.drop(columns="data_version"))
+
+
+def test_a_cluster_with_no_free_core_fails_the_command_saying_so(
+    trained_taxi, spark, spark_cluster, tmp_path_factory, tmp_path
+) -> None:
+    """Another application (this process's session) holds both workers' cores: the command
+    does not wait without end for one, it fails after MLPLATFORM_SPARK_EXECUTOR_WAIT seconds
+    with exit 2, saying why and what to do, and writes nothing."""
+    from mlplatform.spark.cluster import executors
+
+    deadline = time.monotonic() + 120
+    while executors(spark) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert executors(spark) == 2  # the fixture's session holds both workers' cores
+    from mlplatform.registry import models as reg
+
+    home = trained_taxi.own_home(tmp_path_factory, "spark-busy")
+    version = reg.register(trained_taxi.spec, trained_taxi.run.run_id,
+                           trained_taxi.run.model_uri, {})
+    out = tmp_path / "scored"
+    r = subprocess.run(
+        [sys.executable, "-m", "mlplatform.cli", "score", str(trained_taxi.training_set),
+         str(out), "--usecase", "taxi", "--home", str(home), "--version", version,
+         "--engine", "spark",
+         "--master", spark_cluster.master_url],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+        env={**os.environ, "MLPLATFORM_SPARK_EXECUTOR_WAIT": "10"},
+    )
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "gave this job no executor within 10s" in r.stderr, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr and not out.exists()

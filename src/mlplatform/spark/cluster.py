@@ -296,6 +296,7 @@ def spark_session(
     driver_memory: str = "1g",
     executor_memory: str = "1g",
     conf: dict[str, str] | None = None,
+    executor_wait: float | None = None,
 ):
     """A SparkSession on `master` with the platform's settings.
 
@@ -303,7 +304,9 @@ def spark_session(
     real cluster the same path must exist on every node, or set PYSPARK_PYTHON). Times are
     UTC so day boundaries match the pandas build. Memory stays bounded: the executor heap is
     below the worker's offer, leaving room for the Python workers beside it. A spark:// master
-    that does not answer raises ClusterError at once (`check_master`).
+    that does not answer raises ClusterError at once (`check_master`), and one that gives the
+    job no executor within `executor_wait` seconds (default `default_executor_wait`) raises it
+    then, with the session stopped (`await_executors`).
     """
     from pyspark.sql import SparkSession
 
@@ -332,7 +335,57 @@ def spark_session(
         )
     for k, v in (conf or {}).items():
         builder = builder.config(k, v)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    if master.startswith("spark://"):
+        wait = executor_wait if executor_wait is not None else default_executor_wait()
+        try:
+            await_executors(session, master, wait, executor_memory)
+        except ClusterError:
+            session.stop()
+            raise
+    return session
+
+
+def default_executor_wait() -> float:
+    """Seconds a job waits for its first executor: MLPLATFORM_SPARK_EXECUTOR_WAIT, else 120."""
+    raw = os.environ.get("MLPLATFORM_SPARK_EXECUTOR_WAIT", "120")
+    try:
+        return float(raw)
+    except ValueError:
+        raise ClusterError(
+            f"MLPLATFORM_SPARK_EXECUTOR_WAIT={raw!r}: expected a number of seconds"
+        ) from None
+
+
+def executors(session) -> int:
+    """Executors registered with this session's driver (the driver itself not counted)."""
+    # The block managers of the driver and of every live executor.
+    return max(session.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1, 0)
+
+
+def await_executors(session, master: str, wait: float, executor_memory: str) -> int:
+    """Wait up to `wait` seconds for the master to give `session` an executor; raise
+    ClusterError (saying why and what to do) when none comes.
+
+    A standalone master that has no free core, or no worker offering the executor's memory,
+    keeps a job waiting with no end and only a log warning ("Initial job has not accepted
+    any resources"); a command should fail and say so instead.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        n = executors(session)
+        if n or time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    if n:
+        return n
+    raise ClusterError(
+        f"the Spark master at {master} gave this job no executor within {wait:.0f}s: every "
+        "worker's cores are taken by other applications, or no worker offers "
+        f"{executor_memory} of memory and a free core. Look at the master's web UI "
+        "(applications and workers), stop what holds the workers or add workers; "
+        "MLPLATFORM_SPARK_EXECUTOR_WAIT sets how long to wait"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
