@@ -125,6 +125,13 @@ def test_batch_scoring_keeps_versions_and_matches_pyfunc(trained, tmp_path):
     with pytest.raises(ValueError, match="fare"):
         score_file(model, "v", bad, tmp_path / "x.parquet", progress=False)
     assert not (tmp_path / "x.parquet").exists()  # no half-written output
+    # The smallest input: no rows, as CSV or Parquet, gives an empty output with the columns.
+    for name, write in (("none.csv", lambda f, p: f.to_csv(p, index=False)),
+                        ("none.parquet", lambda f, p: f.to_parquet(p))):
+        write(pd.read_parquet(source).head(0), tmp_path / name)
+        empty = score_file(model, "v", tmp_path / name, tmp_path / f"{name}.out", progress=False)
+        got = pd.read_parquet(empty.output)
+        assert empty.rows == len(got) == 0 and list(got.columns) == list(scored.columns)
 
 
 def test_batch_scoring_refuses_a_model_this_environment_scores_differently(

@@ -70,13 +70,14 @@ def test_feature_build_of_an_unshipped_dataset_on_spark_equals_the_pandas_build(
         pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
 
 
-@pytest.mark.parametrize("rows", [178, 1], ids=["whole-export", "one-row"])
+@pytest.mark.parametrize("rows", [178, 1, 0], ids=["whole-export", "one-row", "no-rows"])
 def test_scoring_an_unshipped_dataset_on_spark_equals_local_scoring(
     wine, spark_cluster, repo_root, tmp_path, rows
 ) -> None:
-    """The challenger scores the export (and a one-row file) on the cluster as the local engine
-    does: the same rows in the same order, every input column kept under its own name, the
-    probabilities within 1e-6 (the loosest tolerance packaging gives a family, Keras's)."""
+    """The challenger scores the export, a one-row file and a header-only one on the cluster
+    as the local engine does: the same rows in the same order (none for the empty file), every
+    input column kept under its own name, the probabilities within 1e-6 (the loosest
+    tolerance packaging gives a family, Keras's)."""
     source = tmp_path / "in.csv"
     wine.df.head(rows).to_csv(source, index=False)
     args = ["--usecase", "wine", "--home", str(wine.home)]

@@ -38,7 +38,13 @@ def _is_parquet(path: Path) -> bool:
 
 def _chunks(path: Path, chunk_rows: int):
     if _is_parquet(path):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+        file = pq.ParquetFile(path)
+        if file.metadata.num_rows == 0:
+            # No batches to iterate: one empty chunk, so an empty input gives an empty output
+            # with the columns of a scored one (as an empty CSV's one empty chunk does).
+            yield file.schema_arrow.empty_table().to_pandas()
+            return
+        for batch in file.iter_batches(batch_size=chunk_rows):
             yield batch.to_pandas()
     else:
         yield from pd.read_csv(path, chunksize=chunk_rows, keep_default_na=True)
