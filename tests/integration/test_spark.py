@@ -125,6 +125,28 @@ def test_aggregates_on_spark_equal_the_pandas_build(trained_taxi, spark) -> None
         pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
 
 
+def test_aggregates_over_awkward_headers_equal_the_pandas_build(spark) -> None:
+    """A group and means named as exports name them (a dot, a space, a $, a backquote): Spark
+    would read `area.code` as a struct's field; the table is the pandas build's."""
+    from mlplatform.features.tables import EVENT_TS
+    from mlplatform.features.tables import aggregate_table as pandas_table
+    from mlplatform.spec import Aggregate
+
+    rng = np.random.default_rng(3)
+    n = 400
+    rows = pd.DataFrame({
+        "area.code": rng.choice(["N 1", "S.2", "E`3"], n),
+        EVENT_TS: pd.to_datetime(1_420_070_400 + rng.integers(0, 12 * 86_400, n), unit="s",
+                                 utc=True),
+        "fare $": rng.gamma(2.0, 6.0, n),
+        "trip.miles": np.where(rng.random(n) < 0.1, np.nan, rng.gamma(1.5, 2.0, n)),
+    })
+    agg = Aggregate(name="area stats", group_by="area.code", window_days=3,
+                    mean_of=("fare $", "trip.miles"))
+    got = aggregate_table(spark.createDataFrame(rows), agg)
+    pd.testing.assert_frame_equal(got, pandas_table(rows, agg), check_exact=False, rtol=1e-9)
+
+
 def _taxi_in_two_batches(home: Path, tmp: Path) -> Workspace:
     """taxi's file as two accepted batches: the first 9,000 rows as shipped, then rows 6,000 to
     the end re-exported by pandas (integer columns with nulls written as "22.0"), the 3,000
