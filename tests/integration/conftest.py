@@ -86,12 +86,19 @@ def spark_cluster(tmp_path_factory):
     try:
         yield cluster
     finally:
-        from pyspark.sql import SparkSession
-
-        session = SparkSession.getActiveSession()
-        if session is not None:
-            session.stop()
+        free_the_cores()
         stop_cluster(state)
+
+
+def free_the_cores() -> None:
+    """Stop this process's Spark session, if any. The `spark` fixture's session holds both of
+    the test cluster's cores; a command or pipeline task started next needs them for its own
+    driver (a session asked for again later is started anew)."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
 
 
 @pytest.fixture

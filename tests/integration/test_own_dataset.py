@@ -115,10 +115,10 @@ def monitored(cancer, repo_root):
     home = str(cancer.home)
     for role, user in (("tech-lead", "lee"), ("business-owner", "bo")):
         out = project_cli(repo_root, cancer.project, "approve", "cancer", "1", "--role", role,
-                   "--user", user, "--home", home)
+                          "--user", user, "--home", home)
         assert out.returncode == 0, out.stdout[-1000:] + out.stderr[-2000:]
     out = project_cli(repo_root, cancer.project, "promote", "cancer", "1", "--user", "lee",
-               "--reason", "first model", "--home", home)
+                      "--reason", "first model", "--home", home)
     assert out.returncode == 0, out.stdout[-1000:] + out.stderr[-2000:]
     log_dir = Workspace.locate(cancer.home, "cancer").requests
     p = ls.model_server("monitored", "cancer", "models:/cancer-classifier@champion",
@@ -157,7 +157,7 @@ def _serve(url: str, rows: pd.DataFrame, prefix: str, log_dir: Path, size: int =
 
 def _monitor_once(repo_root: Path, own: OwnProject, *args: str) -> subprocess.CompletedProcess:
     return project_cli(repo_root, own.project, "monitor", "once", "-u", "cancer", "--home",
-                str(own.home), "--families", "logistic", "--min-rows", "200", *args)
+                       str(own.home), "--families", "logistic", "--min-rows", "200", *args)
 
 
 def _last_verdict(own: OwnProject) -> dict:
@@ -231,7 +231,7 @@ def test_a_monitoring_run_killed_mid_retraining_is_finished_by_the_next_run(
         for (rid, row), label in zip(keys, words, strict=True)
     ))
     sent = project_cli(repo_root, cancer.project, "monitor", "labels", str(labels), "-u", "cancer",
-                "--home", str(cancer.home))
+                       "--home", str(cancer.home))
     assert sent.returncode == 0, sent.stderr[-2000:]
     state_file = state_path(cancer.home, "cancer")
     windows_before = WatchState.load(state_file).windows
@@ -278,20 +278,20 @@ def test_a_failed_run_then_a_fixed_run_needs_no_clean_up(tmp_path, repo_root):
     wine_csv(tmp_path / "wine01.csv", "01")
     wine_csv(tmp_path / "wine.csv", "words")
     assert project_cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine01.csv"),
-                "--label", "cultivar").returncode == 0
+                       "--label", "cultivar").returncode == 0
     failed = project_cli(repo_root, project, "run", "-u", "wine", "--home", str(home),
-                  "--source", str(tmp_path / "wine.csv"))
+                         "--source", str(tmp_path / "wine.csv"))
     assert failed.returncode == 3, failed.stderr[-2000:]
     assert "cultivar" in failed.stderr and "quarantine show" in failed.stderr
 
     refused = project_cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine.csv"),
-                   "--label", "cultivar", "--force")
+                          "--label", "cultivar", "--force")
     assert refused.returncode != 0 and "--positive" in refused.stderr
     fixed = project_cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine.csv"),
-                 "--label", "cultivar", "--positive", "barolo", "--force")
+                        "--label", "cultivar", "--positive", "barolo", "--force")
     assert fixed.returncode == 0, fixed.stderr
     rerun = project_cli(repo_root, project, "run", "-u", "wine", "--home", str(home),
-                 "--source", str(tmp_path / "wine.csv"))
+                        "--source", str(tmp_path / "wine.csv"))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert _registration(home, "wine")["alias"] == "challenger"
     cat = Catalogue(home / "wine" / "catalogue.db")
@@ -306,7 +306,7 @@ def test_run_builds_a_missing_schema_and_refuses_a_stale_one(tmp_path, repo_root
     project, home = tmp_path / "project", tmp_path / "home"
     wine_csv(tmp_path / "wine.csv", "words")
     assert project_cli(repo_root, project, "init", "wine", "--from", str(tmp_path / "wine.csv"),
-                "--label", "cultivar", "--positive", "barolo").returncode == 0
+                       "--label", "cultivar", "--positive", "barolo").returncode == 0
     schema = project / "schemas" / "wine.pbtxt"
     spec_file = project / "usecases" / "wine.yaml"
     spec_file.write_text(spec_file.read_text().replace("max_duplicate_fraction: 0.01",
@@ -345,7 +345,7 @@ def test_the_shipped_tables_with_string_labels_through_init(
     project, home = tmp_path / "project", tmp_path / "home"
     own = f"{name}_words"
     init = project_cli(repo_root, project, "init", own, "--from", str(csv), "--label", label,
-                "--positive", words[1])
+                       "--positive", words[1])
     assert init.returncode == 0, init.stderr[-2000:]
     run = project_cli(repo_root, project, "run", "-u", own, "--home", str(home))
     assert run.returncode == 0, run.stderr[-3000:]

@@ -28,7 +28,7 @@ from mlplatform.tracking import use_workspace
 from mlplatform.workspace import REPO_ROOT, Workspace
 
 from ..conftest import source_of
-from .conftest import TrainedWorkspace, train_workspace
+from .conftest import TrainedWorkspace, free_the_cores, train_workspace
 
 pytestmark = pytest.mark.integration
 # Local scoring parses each chunk through the request contract, which takes 10,000 rows at most.
@@ -175,13 +175,9 @@ def test_cli_builds_the_same_offline_tables_on_the_cluster(spark_cluster, tmp_pa
     build (the rows view and both aggregates), the same files with the same rows in the same
     order and the same dtypes; the files are read in several splits each, so the derived
     trip keys (batch + place in the file) are put together across partitions."""
-    from pyspark.sql import SparkSession
-
     from mlplatform.features.store import FeatureRepo
 
-    active = SparkSession.getActiveSession()
-    if active is not None:  # the command's own driver needs the cluster's two cores
-        active.stop()
+    free_the_cores()
     ws = _taxi_in_two_batches(tmp_path / "pandas", tmp_path)
     shutil.copytree(tmp_path / "pandas", tmp_path / "spark")
     spec = load_spec(REPO_ROOT / "usecases" / "taxi.yaml")
@@ -268,28 +264,38 @@ def test_cli_spark_engine_without_master_says_what_to_do(tmp_path) -> None:
     assert "--engine spark needs --master" in r.stderr and "make spark-up" in r.stderr
 
 
+def _registered_home(trained_taxi: TrainedWorkspace, tmp_path_factory, name: str):
+    """A home of its own for `name` with taxi's trained model registered: (home, version)."""
+    from mlplatform.registry import models as reg
+
+    home = trained_taxi.own_home(tmp_path_factory, name)
+    run = trained_taxi.run
+    return home, reg.register(trained_taxi.spec, run.run_id, run.model_uri, {})
+
+
+def _score_on_spark(source: Path, out: Path, home: Path, version: str, master: str) -> list:
+    """The command line of `mlplatform score SOURCE OUT --engine spark` for taxi's `version`."""
+    return [sys.executable, "-m", "mlplatform.cli", "score", str(source), str(out),
+            "--usecase", "taxi", "--home", str(home), "--version", version,
+            "--engine", "spark", "--master", master]
+
+
+def _run(
+    cmd: list[str], env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env,
+                          timeout=timeout)
+
+
 @pytest.mark.slow
 def test_cli_scores_a_registered_version_on_the_cluster(
     trained_taxi, spark_cluster, tmp_path_factory, tmp_path
 ) -> None:
-    from pyspark.sql import SparkSession
-
-    from mlplatform.registry import models as reg
-
-    # This process's session holds both cores; the command's own driver needs them.
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        active.stop()
-    home = trained_taxi.own_home(tmp_path_factory, "spark-cli")
-    version = reg.register(trained_taxi.spec, trained_taxi.run.run_id,
-                           trained_taxi.run.model_uri, {})
+    free_the_cores()
+    home, version = _registered_home(trained_taxi, tmp_path_factory, "spark-cli")
     out = tmp_path / "scored"
-    r = subprocess.run(
-        [sys.executable, "-m", "mlplatform.cli", "score", str(trained_taxi.training_set),
-         str(out), "--usecase", "taxi", "--home", str(home), "--version", version,
-         "--engine", "spark", "--master", spark_cluster.master_url],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
-    )
+    master = spark_cluster.master_url
+    r = _run(_score_on_spark(trained_taxi.training_set, out, home, version, master))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "executors' scoring check" in r.stdout
     got = pd.read_parquet(out)
@@ -300,16 +306,12 @@ def test_cli_scores_a_registered_version_on_the_cluster(
     text.loc[3, "fare"] = "not-a-number"
     bad = tmp_path / "bad.csv"
     text.to_csv(bad, index=False)
-    args = [sys.executable, "-m", "mlplatform.cli", "score", str(bad), "--usecase", "taxi",
-            "--home", str(home), "--version", version, "--engine", "spark",
-            "--master", spark_cluster.master_url]
-    r = subprocess.run([*args[:5], str(tmp_path / "bad-out"), *args[5:]], capture_output=True,
-                       text=True, cwd=REPO_ROOT, timeout=600)
+    r = _run(_score_on_spark(bad, tmp_path / "bad-out", home, version, master))
     assert r.returncode == 3, r.stderr[-3000:]
     assert "1 row(s) refused" in r.stderr and "fare" in r.stderr and "--allow-rejected" in r.stderr
     assert len(pd.read_parquet(tmp_path / "bad-out")) == 199
-    r = subprocess.run([*args[:5], str(tmp_path / "ok-out"), *args[5:], "--allow-rejected"],
-                       capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    r = _run([*_score_on_spark(bad, tmp_path / "ok-out", home, version, master),
+              "--allow-rejected"])
     assert r.returncode == 0 and "warning: 1 row(s) refused" in r.stderr, r.stderr[-3000:]
 
 
@@ -320,33 +322,23 @@ def test_a_killed_spark_scoring_keeps_the_last_output_and_its_rerun_completes(
     """`score --engine spark` SIGKILLed (the CLI and its driver JVM) while the executors write:
     the output of the run before is still there and whole; the same command run again writes
     the new output whole into the same place, the killed application's cores given back."""
-    from pyspark.sql import SparkSession
-
-    from mlplatform.registry import models as reg
-
-    active = SparkSession.getActiveSession()
-    if active is not None:  # the commands' own drivers need the cluster's two cores
-        active.stop()
-    home = trained_taxi.own_home(tmp_path_factory, "spark-killed")
-    version = reg.register(trained_taxi.spec, trained_taxi.run.run_id,
-                           trained_taxi.run.model_uri, {})
+    free_the_cores()
+    home, version = _registered_home(trained_taxi, tmp_path_factory, "spark-killed")
     small = trained_taxi.training_set
     big = tmp_path / "eight-times.parquet"
     pd.concat([pd.read_parquet(small)] * 8, ignore_index=True).to_parquet(big)
     out = tmp_path / "scored"
 
     def score(source: Path) -> list[str]:
-        return [sys.executable, "-m", "mlplatform.cli", "score", str(source), str(out),
-                "--usecase", "taxi", "--home", str(home), "--version", version,
-                "--engine", "spark", "--master", spark_cluster.master_url]
+        return _score_on_spark(source, out, home, version, spark_cluster.master_url)
 
-    r = subprocess.run(score(small), capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    r = _run(score(small))
     assert r.returncode == 0, r.stderr[-3000:]
     before = pd.read_parquet(out)
     partial = out.with_name(out.name + ".partial")
     _killed_once_started(score(big), dict(os.environ), partial.exists)
     pd.testing.assert_frame_equal(pd.read_parquet(out), before)  # the last output, whole
-    r = subprocess.run(score(big), capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    r = _run(score(big))
     assert r.returncode == 0, r.stderr[-3000:]
     after = pd.read_parquet(out)
     assert len(after) == 8 * len(before) and not partial.exists()
@@ -367,19 +359,12 @@ def test_a_cluster_with_no_free_core_fails_the_command_saying_so(
     while executors(spark) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert executors(spark) == 2  # the fixture's session holds both workers' cores
-    from mlplatform.registry import models as reg
-
-    home = trained_taxi.own_home(tmp_path_factory, "spark-busy")
-    version = reg.register(trained_taxi.spec, trained_taxi.run.run_id,
-                           trained_taxi.run.model_uri, {})
+    home, version = _registered_home(trained_taxi, tmp_path_factory, "spark-busy")
     out = tmp_path / "scored"
-    r = subprocess.run(
-        [sys.executable, "-m", "mlplatform.cli", "score", str(trained_taxi.training_set),
-         str(out), "--usecase", "taxi", "--home", str(home), "--version", version,
-         "--engine", "spark",
-         "--master", spark_cluster.master_url],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+    r = _run(
+        _score_on_spark(trained_taxi.training_set, out, home, version, spark_cluster.master_url),
         env={**os.environ, "MLPLATFORM_SPARK_EXECUTOR_WAIT": "10"},
+        timeout=300,
     )
     assert r.returncode == 2, r.stderr[-3000:]
     assert "gave this job no executor within 10s" in r.stderr, r.stderr[-3000:]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from .conftest import free_the_cores
 from .exports import project_cli, wine_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,11 +31,7 @@ class WineProject:
 def wine(tmp_path_factory, repo_root, spark_cluster) -> WineProject:
     """wine through `init` and `run` (its challenger registered), with no Spark session of
     this process holding the cluster's cores: each command below starts its own driver."""
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        active.stop()
+    free_the_cores()
     tmp = tmp_path_factory.mktemp("spark-wine")
     project, home, csv = tmp / "project", tmp / "home", tmp / "export" / "wine.csv"
     csv.parent.mkdir()

@@ -16,6 +16,8 @@ import pytest
 from mlplatform.packaging import scoring_check
 from mlplatform.workspace import REPO_ROOT
 
+from .conftest import free_the_cores
+
 pytestmark = pytest.mark.integration
 
 RUN = """
@@ -42,14 +44,9 @@ def _pipeline(home: Path, root: Path, source: Path, master: str) -> pd.DataFrame
 def test_the_batch_pipeline_scores_on_the_cluster_as_in_its_task(
     trained_taxi, spark_cluster, tmp_path_factory, tmp_path
 ) -> None:
-    from pyspark.sql import SparkSession
-
     from mlplatform.registry import models as reg
 
-    # This process's session (other tests') holds the cores the pipeline's driver needs.
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        active.stop()
+    free_the_cores()  # other tests' session holds the cores the pipeline's driver needs
     spec, run = trained_taxi.spec, trained_taxi.run
     home = trained_taxi.own_home(tmp_path_factory, "spark-pipeline")
     version = reg.register(spec, run.run_id, run.model_uri, {})

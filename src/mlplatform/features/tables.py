@@ -23,10 +23,15 @@ from mlplatform.spec import Aggregate, UseCase
 EVENT_TS = "event_timestamp"
 
 
+def partial_path(path: Path) -> Path:
+    """Where a table is written before it replaces `path` (hidden beside it, same folder)."""
+    return path.with_name(f".{path.name}.partial")
+
+
 def write_table(table: pd.DataFrame, path: Path) -> None:
     """Write `table` to the Parquet file `path` whole or not at all: a build killed part-way
     leaves the previous file for Feast to read, and the next build replaces it."""
-    partial = path.with_name(f".{path.name}.partial")
+    partial = partial_path(path)
     table.to_parquet(partial, index=False)
     os.replace(partial, path)
 

@@ -372,10 +372,7 @@ def await_executors(session, master: str, wait: float, executor_memory: str) -> 
     any resources"); a command should fail and say so instead.
     """
     deadline = time.monotonic() + wait
-    while True:
-        n = executors(session)
-        if n or time.monotonic() >= deadline:
-            break
+    while not (n := executors(session)) and time.monotonic() < deadline:
         time.sleep(0.25)
     if n:
         return n

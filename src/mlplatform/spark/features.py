@@ -31,7 +31,12 @@ import pyarrow.parquet as pq
 from mlplatform.data.catalogue import BatchRecord, Catalogue
 from mlplatform.features.definitions import rows_view_name, table_path
 from mlplatform.features.store import BuildResult, NoAcceptedData
-from mlplatform.features.tables import EVENT_TS, aggregate_column_names, write_table
+from mlplatform.features.tables import (
+    EVENT_TS,
+    aggregate_column_names,
+    partial_path,
+    write_table,
+)
 from mlplatform.spark.columns import col
 from mlplatform.spec import Aggregate, ColumnType, UseCase
 from mlplatform.workspace import Workspace
@@ -198,7 +203,7 @@ def write_single_parquet(frame, path: Path, schema: pa.Schema, tmp_dir: Path) ->
     try:
         frame.write.mode("overwrite").parquet(str(parts_dir / "out"))
         parts = sorted((parts_dir / "out").glob("part-*.parquet"))
-        partial = path.with_name(f".{path.name}.partial")
+        partial = partial_path(path)
         rows = 0
         with pq.ParquetWriter(partial, schema) as writer:
             for part in parts:
